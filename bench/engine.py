@@ -1,0 +1,135 @@
+"""Engine speed: a bare onnxruntime loop vs. the voiceforge engine on the same texts, one run.
+
+    python bench/engine.py [--repeats 3] [--variants]
+
+Prints JSON: real-time factor (compute seconds / audio seconds, lower is faster) of
+(a) a bare loop feeding pre-computed phoneme tokens to an onnxruntime session and
+(b) the voiceforge engine end to end (text → normalisation → G2P → model → trimmed chunks),
+their ratio, model load time and peak RSS. `--variants` adds session-option experiments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import onnxruntime as ort
+
+from voiceforge.config import Settings
+from voiceforge.engines.base import SynthesisRequest, synthesize
+from voiceforge.engines.kokoro import KokoroEngine
+from voiceforge.engines.kokoro_model import SAMPLE_RATE, KokoroModel, SessionConfig, bundled_model_bytes
+from voiceforge.text.frontend import Frontend
+
+TEXTS = [
+    "今天天气很好，我们一起去公园散步吧。",
+    "The weather is lovely today, so we are going to walk in the park.",
+    "今天天气很好, let's go to the park and have a picnic.",
+    "2024年3月5日上午10:30，会议在北京召开，预计有120人参加。",
+    "Dr. Smith paid $3.50 for a coffee at 10:30, which was 3.5% more than last week.",
+    "语音合成技术让机器能够像人一样说话，它在导航、客服和有声读物中都有广泛的应用。",
+]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bare_loop(
+    session: ort.InferenceSession, feeds: list[dict[str, np.ndarray]], repeats: int
+) -> dict[str, float]:
+    best = float("inf")
+    audio_s = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        audio_s = sum(session.run(None, f)[0].size for f in feeds) / SAMPLE_RATE
+        best = min(best, time.perf_counter() - started)
+    return {"compute_s": best, "audio_s": audio_s, "rtf": best / audio_s}
+
+
+def engine_loop(engine: KokoroEngine, repeats: int) -> dict[str, float]:
+    best = float("inf")
+    audio_s = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        audio_s = sum(synthesize(engine, SynthesisRequest(text=t)).duration_s for t in TEXTS)
+        best = min(best, time.perf_counter() - started)
+    return {"compute_s": best, "audio_s": audio_s, "rtf": best / audio_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", action="store_true", help="also time session-option variants")
+    args = parser.parse_args()
+
+    settings = Settings()
+    started = time.perf_counter()
+    engine = KokoroEngine.from_settings(settings)
+    load_s = time.perf_counter() - started
+    pack = engine.packs[engine.default_voice]
+
+    # The same phonemes the engine will produce, computed once outside the timed loop.
+    frontend = Frontend()
+    sentences = [s for t in TEXTS for s in frontend.prepare(t)]
+    feeds = []
+    for s in sentences:
+        ids = engine.model.tokens(s.phonemes)
+        feeds.append(
+            {
+                "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+                "style": pack[len(ids) - 1].reshape(1, 256),
+                "speed": np.array([1.0], dtype=np.float32),
+            }
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    bare_session = ort.InferenceSession(bundled_model_bytes(), options, providers=["CPUExecutionProvider"])
+
+    engine_loop(engine, 1)  # warm-up: first-call allocations, hibari's lazy lexicon load
+    bare_loop(bare_session, feeds, 1)
+    # Interleave so that machine noise hits both sides alike.
+    bare = bare_loop(bare_session, feeds, args.repeats)
+    ours = engine_loop(engine, args.repeats)
+    report: dict[str, object] = {
+        "cores": os.cpu_count(),
+        "onnxruntime": ort.__version__,
+        "texts": len(TEXTS),
+        "sentences": len(sentences),
+        "load_s": round(load_s, 3),
+        "bare_onnxruntime": {k: round(v, 4) for k, v in bare.items()},
+        "voiceforge_engine": {k: round(v, 4) for k, v in ours.items()},
+        # audio lengths differ slightly (the engine trims edges and adds pauses), so compare RTF
+        "engine_over_bare_rtf": round(ours["rtf"] / bare["rtf"], 4),
+    }
+    if args.variants:
+        report["variants"] = variants(engine, args.repeats)
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def variants(engine: KokoroEngine, repeats: int) -> dict[str, dict[str, float]]:
+    """Engine RTF under other session settings, each a fresh session over the same weights."""
+    out = {}
+    weights = bundled_model_bytes()
+    base = SessionConfig()
+    for name, config in {
+        "threads=1": replace(base, threads=1),
+        "spinning": replace(base, spinning=True),
+    }.items():
+        model = KokoroModel(weights, engine.model.vocab, config)
+        variant = KokoroEngine(model, engine.packs, engine.default_voice)
+        engine_loop(variant, 1)
+        out[name] = {k: round(v, 4) for k, v in engine_loop(variant, repeats).items()}
+    return out
+
+
+if __name__ == "__main__":
+    main()

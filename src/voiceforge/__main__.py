@@ -1,0 +1,3 @@
+from voiceforge.cli import main
+
+main()

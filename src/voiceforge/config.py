@@ -1,0 +1,27 @@
+"""Settings, read from the environment (prefix ``VOICEFORGE_``) or passed explicitly.
+
+Built by the entrypoint (CLI, app factory) and handed down; nothing reads it at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOICEFORGE_", extra="ignore")
+
+    engine: str = "kokoro"
+    # Another Kokoro-82M ONNX export (e.g. the official fp32 kokoro-v1.0.onnx) and its voices
+    # (.npz such as voices-v1.0.bin); unset: the int8 model and five voices that come with pip.
+    kokoro_model: Path | None = None
+    kokoro_voices: Path | None = None
+    kokoro_vocab: Path | None = None
+    default_voice: str | None = None
+    threads: int = Field(default=0, ge=0, description="onnxruntime threads per model; 0 = one per core")
+    cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("voiceforge")))
+    whisper_model: Path | None = None  # a CTranslate2 Whisper directory; unset: the bundled base model

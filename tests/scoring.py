@@ -1,0 +1,26 @@
+"""Intelligibility scores for round-trip tests and benchmarks: CER for Chinese, WER for English."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import jiwer
+
+_PUNCT = re.compile(r"[^\w\s']|_", re.UNICODE)
+
+
+def _clean(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"\s+", " ", _PUNCT.sub(" ", text)).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(_clean(reference), _clean(hypothesis) or "<empty>"))
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate over non-space characters (Chinese has no word spaces)."""
+    ref = _clean(reference).replace(" ", "")
+    hyp = _clean(hypothesis).replace(" ", "")
+    return float(jiwer.cer(ref, hyp or "∅"))

@@ -1,0 +1,85 @@
+"""`voiceforge` run as a user runs it: a subprocess, real model, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "voiceforge", *args],
+        input=stdin, capture_output=True, text=True, timeout=300, env=env, check=False,
+    )  # fmt: skip
+
+
+def decoded_seconds(path: Path) -> float:
+    with av.open(str(path)) as f:
+        stream = f.streams.audio[0]
+        samples = sum(frame.samples for frame in f.decode(stream))
+        return samples / stream.rate
+
+
+def test_say_writes_a_wav(tmp_path):
+    out = tmp_path / "a.wav"
+    proc = run("say", "今天天气很好, let's go to the park.", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert decoded_seconds(out) > 1.5
+    assert "wrote" in proc.stderr
+
+
+def test_say_reads_stdin_and_a_file_and_writes_mp3(tmp_path):
+    out = tmp_path / "b.mp3"
+    proc = run(
+        "say", "-o", str(out), "--voice", "jm_kumo", "--speed", "1.2", "--seed", "7", stdin="Hello there."
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert decoded_seconds(out) > 0.3
+    text_file = tmp_path / "in.txt"
+    text_file.write_text("第一句。第二句。", encoding="utf-8")
+    out2 = tmp_path / "c.flac"
+    proc = run("say", "--file", str(text_file), "-o", str(out2))
+    assert proc.returncode == 0, proc.stderr
+    assert decoded_seconds(out2) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["say", "", "-o", "{tmp}/x.wav"], "nothing to speak"),
+        (["say", "!!!", "-o", "{tmp}/x.wav"], "nothing to speak"),
+        (["say", "hi", "--speed", "9", "-o", "{tmp}/x.wav"], "speed 9.0 is out of range"),
+        (["say", "hi", "--seed", "0", "-o", "{tmp}/x.wav"], "seed 0 is out of range"),
+        (["say", "hi [zz][q9]", "-o", "{tmp}/x.wav"], "[zz]"),
+        (["say", "hi", "-o", "/nonexistent-dir/x.wav"], "does not exist"),
+        (["say", "hi", "-o", "{tmp}"], "is a directory"),
+        (["say", "hi", "--format", "xyz", "-o", "{tmp}/x.wav"], "unknown audio format 'xyz'"),
+        (["say", "hi", "--voice", "nobody", "-o", "{tmp}/x.wav"], "unknown voice 'nobody'"),
+    ],
+)
+def test_user_mistakes_are_one_line_not_a_traceback(tmp_path, args, message):
+    proc = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+def test_voices_lists_the_stock_voices():
+    proc = run("voices")
+    assert proc.returncode == 0, proc.stderr
+    assert "jf_alpha" in proc.stdout and "(default)" in proc.stdout
+
+
+def test_doctor_reports_every_model_ok():
+    proc = run("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok ") >= 4 and "FAIL" not in proc.stdout
