@@ -7,11 +7,14 @@ import unicodedata
 
 import jiwer
 
+from voiceforge.text.normalize import normalize
+
 _PUNCT = re.compile(r"[^\w\s']|_", re.UNICODE)
 
 
 def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
+    # Whisper writes "300" where the text says 三百 (and "$3.50" for dollars): verbalise both sides.
+    text = normalize(unicodedata.normalize("NFKC", text)).lower()
     return re.sub(r"\s+", " ", _PUNCT.sub(" ", text)).strip()
 
 
