@@ -6,6 +6,7 @@ Built by the entrypoint (CLI, app factory) and handed down; nothing reads it at 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_cache_dir
 from pydantic import Field
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     kokoro_voices: Path | None = None
     kokoro_vocab: Path | None = None
     default_voice: str | None = None
+    # int8 is the shipped model. fp32 rebuilds it with float weights (cached, ~325 MB): slower on
+    # CPUs with AVX-512 VNNI (measured), possibly faster on CPUs whose int8 kernels are slow.
+    kokoro_precision: Literal["int8", "fp32"] = "int8"
     threads: int = Field(default=0, ge=0, description="onnxruntime threads per model; 0 = one per core")
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("voiceforge")))
     whisper_model: Path | None = None  # a CTranslate2 Whisper directory; unset: the bundled base model

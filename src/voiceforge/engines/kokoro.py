@@ -11,11 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from voiceforge.config import Settings
 from voiceforge.engines.base import AudioChunk, Capabilities, SynthesisRequest, VoiceInfo, check_supported
+from voiceforge.engines.dequantize import fp32_model_path
 from voiceforge.engines.kokoro_model import (
     MAX_TOKENS,
     SAMPLE_RATE,
@@ -78,7 +80,10 @@ class KokoroEngine:
     def from_settings(cls, settings: Settings) -> KokoroEngine:
         started = time.perf_counter()
         vocab = load_vocab(settings.kokoro_vocab) if settings.kokoro_vocab else bundled_vocab()
-        weights = settings.kokoro_model or bundled_model_bytes()
+        weights: bytes | Path = settings.kokoro_model or bundled_model_bytes()
+        if settings.kokoro_precision == "fp32":
+            raw = weights if isinstance(weights, bytes) else weights.read_bytes()
+            weights = fp32_model_path(settings.cache_dir, raw)
         model = KokoroModel(weights, vocab, SessionConfig(threads=settings.threads))
         packs = load_voice_packs(settings.kokoro_voices)
         log.info("kokoro loaded in %.2f s (%d voices)", time.perf_counter() - started, len(packs))

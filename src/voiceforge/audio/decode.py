@@ -1,0 +1,318 @@
+"""Decode an uploaded recording in any common container to float32 mono at the file's own sample rate.
+
+The container is sniffed from the bytes, never from a file name. libsndfile reads what it can (WAV in every
+PCM/float flavour, FLAC, AIFF: fast and bit-exact); PyAV/ffmpeg reads the rest (MP3, M4A/AAC, Ogg/Opus,
+Ogg/Vorbis, WebM, AMR, CAF). Only sniffed containers reach ffmpeg, each with its demuxer named, so ffmpeg
+never guesses: its probing would also accept playlists (HLS, concat) that open other files or URLs.
+
+Decoding is bounded by ``max_duration_s``: a declared length past the limit is refused before decoding,
+and decoding stops as soon as the limit is passed, so a two-hour file or a tiny file that inflates to hours
+of silence costs no more than the limit.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import av
+import numpy as np
+import soundfile
+import soxr
+from numpy.typing import NDArray
+
+from voiceforge.errors import InvalidInput
+
+__all__ = ["AudioTooLong", "DecodedAudio", "decode", "resample"]
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "WAV, MP3, M4A, Ogg/Opus, WebM or FLAC"
+UNREADABLE = (
+    "could not decode the audio: the file is not a recognised audio format or is damaged; "
+    f"send {ACCEPTED}"
+)
+# Outside this range a header is damaged rather than unusual (telephony is 8 kHz, studio tops out at 384).
+MIN_RATE, MAX_RATE = 1000, 384_000
+# Samples read from libsndfile per call, summed over channels, so a header claiming 1000 channels cannot
+# make one read allocate gigabytes.
+_BLOCK_VALUES = 1 << 20
+_UNKNOWN_FRAMES = 1 << 62
+
+
+class AudioTooLong(InvalidInput):
+    """The audio runs past ``max_duration_s``; ``duration_s`` is its declared length, or None if unknown."""
+
+    def __init__(self, duration_s: float | None, max_duration_s: float) -> None:
+        self.duration_s = duration_s
+        self.max_duration_s = max_duration_s
+        length = f"is {duration_s:.1f} s long" if duration_s is not None else f"is longer than {max_duration_s:g} s"
+        super().__init__(
+            f"audio {length}; send at most {max_duration_s:g} s",
+            detail={"duration_s": duration_s, "max_duration_s": max_duration_s},
+        )
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Mono float32 samples at ``sample_rate`` (the file's own rate), with what the file was."""
+
+    samples: NDArray[np.float32]
+    sample_rate: int
+    channels: int
+    codec: str
+    container: str
+    duration_s: float
+
+
+class _Format(NamedTuple):
+    container: str
+    demuxer: str  # ffmpeg's name for it
+    libsndfile: bool
+
+
+_WAV = _Format("wav", "wav", True)
+_RF64 = _Format("rf64", "wav", True)
+_AIFF = _Format("aiff", "aiff", True)
+_FLAC = _Format("flac", "flac", True)
+_OGG = _Format("ogg", "ogg", False)
+_WEBM = _Format("webm", "matroska", False)
+_MATROSKA = _Format("matroska", "matroska", False)
+_MP4 = _Format("mp4", "mov", False)
+_MP3 = _Format("mp3", "mp3", False)
+_ADTS = _Format("aac", "aac", False)
+_CAF = _Format("caf", "caf", False)
+_AMR = _Format("amr", "amr", False)
+
+# Top-level ISO BMFF boxes an MP4/M4A/3GP/QuickTime file starts with (ftyp is usual; old .mov may not have it).
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}
+_IMAGES = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
+
+# libsndfile subtype -> ffmpeg codec name, so `codec` reads the same whichever library decoded the file.
+_SUBTYPE_CODECS = {
+    "PCM_U8": "pcm_u8", "PCM_S8": "pcm_s8", "PCM_16": "pcm_s16", "PCM_24": "pcm_s24", "PCM_32": "pcm_s32",
+    "FLOAT": "pcm_f32", "DOUBLE": "pcm_f64", "ULAW": "pcm_mulaw", "ALAW": "pcm_alaw",
+    "IMA_ADPCM": "adpcm_ima_wav", "MS_ADPCM": "adpcm_ms", "FLAC": "flac",
+}  # fmt: skip
+_DECODER_CODECS = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "libopus": "opus"}
+
+
+def _sniff(f: IO[bytes]) -> _Format:
+    f.seek(0)
+    head = f.read(64)
+    if head.startswith(b"ID3") and len(head) >= 10:
+        # An ID3v2 tag (size is 4 syncsafe 7-bit bytes) may precede MP3, AAC or FLAC; look past it. ffmpeg
+        # skips the tag itself; libsndfile may not, so a tagged FLAC goes to ffmpeg too.
+        size = 10 + sum((head[6 + i] & 0x7F) << (7 * (3 - i)) for i in range(4))
+        size += 10 if head[5] & 0x10 else 0
+        f.seek(size)
+        inner = f.read(64)
+        if inner.startswith(b"fLaC"):
+            return _Format("flac", "flac", False)
+        if _adts(inner):
+            return _ADTS
+        # Tagged MP3 frames may start after padding or junk that ffmpeg resynchronises over.
+        return _MP3
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _WAV
+    if head[:4] == b"RF64" and head[8:12] == b"WAVE":
+        return _RF64
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return _AIFF
+    if head[:4] == b"fLaC":
+        return _FLAC
+    if head[:4] == b"OggS":
+        return _OGG
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return _WEBM if b"webm" in head else _MATROSKA
+    if head[4:8] in _MP4_BOXES:
+        return _MP4
+    if head[:4] == b"caff":
+        return _CAF
+    if head[:5] == b"#!AMR":
+        return _AMR
+    if _adts(head):
+        return _ADTS
+    if _mpeg_audio(head):
+        return _MP3
+    kind = "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+    kind = kind or next((name for magic, name in _IMAGES.items() if head.startswith(magic)), None)
+    if kind:
+        raise InvalidInput(
+            f"the file is a {kind} image and has no audio stream; send a recording: {ACCEPTED}",
+            detail={"container": kind.lower()},
+        )
+    raise InvalidInput(UNREADABLE)
+
+
+def _adts(head: bytes) -> bool:
+    return len(head) >= 7 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0 and (head[2] >> 2) & 0xF < 13
+
+
+def _mpeg_audio(head: bytes) -> bool:
+    # Frame sync, then reject the reserved version, layer, bitrate and sample-rate codes, so random bytes
+    # that happen to start with 0xFFE are not taken for MP3.
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate != 15 and rate != 3
+
+
+def _check_rate(rate: int, fmt: _Format) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidInput(UNREADABLE, detail={"container": fmt.container, "sample_rate": rate})
+
+
+def _finish(
+    chunks: list[NDArray[np.float32]], rate: int, channels: int, codec: str, fmt: _Format
+) -> DecodedAudio:
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    # Float WAVs can hold NaN and inf; downstream maths (RMS, VAD, resampling) would spread them everywhere.
+    np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return DecodedAudio(samples, rate, channels, codec, fmt.container, samples.size / rate)
+
+
+def _decode_libsndfile(f: IO[bytes], fmt: _Format, max_duration_s: float) -> DecodedAudio:
+    f.seek(0)
+    with soundfile.SoundFile(f) as sf:
+        rate, channels = int(sf.samplerate), int(sf.channels)
+        _check_rate(rate, fmt)
+        # libsndfile clamps a WAV header's data size to what the file holds, so `frames` is what can be read;
+        # refusing on it costs nothing, whether the file is two hours of real data or a sparse one.
+        # A FLAC whose STREAMINFO leaves the length blank reads as SF_COUNT_MAX frames: unknown, not long.
+        if sf.frames < _UNKNOWN_FRAMES and sf.frames > max_duration_s * rate:
+            raise AudioTooLong(sf.frames / rate, max_duration_s)
+        limit = math.floor(max_duration_s * rate)
+        block = max(1, _BLOCK_VALUES // channels)
+        chunks: list[NDArray[np.float32]] = []
+        count = 0
+        while True:
+            frames = sf.read(min(block, limit + 1 - count), dtype="float32", always_2d=True)
+            if not len(frames):
+                break
+            chunks.append(frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0].copy())
+            count += len(frames)
+            if count > limit:
+                raise AudioTooLong(None, max_duration_s)
+        codec = "flac" if sf.format == "FLAC" else _SUBTYPE_CODECS.get(sf.subtype, sf.subtype.lower())
+    return _finish(chunks, rate, channels, codec, fmt)
+
+
+def _declared_duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration / av.time_base)
+    return None
+
+
+def _codec_name(decoder: str) -> str:
+    """ffmpeg's decoder name as the codec's name (``mp3float`` is MP3), PCM without its byte order."""
+    if decoder.startswith("pcm_") and decoder.endswith(("le", "be")):
+        return decoder[:-2]
+    return _DECODER_CODECS.get(decoder, decoder)
+
+
+def _frames(container: Any, stream: Any) -> Iterator[Any]:
+    """Decoded frames; a damaged packet is skipped (as ffmpeg does), a damaged or cut-off file ends early."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except av.FFmpegError as e:
+            log.warning("audio ends early at a damaged or truncated packet: %s", e)
+            break
+        try:
+            yield from stream.decode(packet)
+        except av.FFmpegError as e:
+            log.debug("skipping an undecodable packet: %s", e)
+
+
+def _decode_ffmpeg(f: IO[bytes], fmt: _Format, max_duration_s: float) -> DecodedAudio:
+    f.seek(0)
+    with av.open(f, "r", format=fmt.demuxer) as container:
+        if not container.streams.audio:
+            what = "only video" if container.streams.video else "no audio"
+            raise InvalidInput(
+                f"the file has no audio stream (it holds {what}); send a recording with sound: {ACCEPTED}",
+                detail={"container": fmt.container},
+            )
+        stream = container.streams.audio[0]
+        declared = _declared_duration(container, stream)
+        if declared is not None and declared > max_duration_s:
+            raise AudioTooLong(declared, max_duration_s)
+        if stream.codec_context is None:  # ffmpeg knows the container but has no decoder for the codec
+            raise InvalidInput(UNREADABLE, detail={"container": fmt.container})
+        codec = _codec_name(stream.codec_context.name)
+        resampler: Any = None
+        rate = channels = limit = count = 0
+        chunks: list[NDArray[np.float32]] = []
+        for frame in _frames(container, stream):
+            if resampler is None:
+                # Pinned to the first frame's rate and layout: a stream that changes either midway (chained
+                # MP3s, AAC with SBR switching) is converted rather than spliced at the wrong speed.
+                rate, channels = int(frame.sample_rate), int(frame.layout.nb_channels)
+                _check_rate(rate, fmt)
+                limit = math.floor(max_duration_s * rate)
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+            for out in resampler.resample(frame):
+                planes = out.to_ndarray()
+                chunks.append(planes.mean(axis=0, dtype=np.float32))
+                count += planes.shape[1]
+            if count > limit:
+                raise AudioTooLong(declared, max_duration_s)
+        if resampler is None:
+            raise InvalidInput(UNREADABLE, detail={"container": fmt.container, "codec": codec})
+        chunks.extend(out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(None))
+    return _finish(chunks, rate, channels, codec, fmt)
+
+
+def _open(data: bytes | Path) -> IO[bytes]:
+    if not isinstance(data, Path):
+        return io.BytesIO(data)
+    try:
+        return data.open("rb")
+    except OSError as e:
+        raise InvalidInput(f"cannot read the audio file {data}: {e.strerror}") from e
+
+
+def decode(data: bytes | Path, *, max_duration_s: float = 600.0) -> DecodedAudio:
+    """Decode ``data`` (file contents or a path) to float32 mono at its own rate, channels averaged.
+
+    Raises :class:`InvalidInput` for empty, unrecognised, damaged or audio-less input and
+    :class:`AudioTooLong` (a subclass) past ``max_duration_s``. A file cut short decodes to what it holds.
+    """
+    if not max_duration_s > 0:
+        raise InvalidInput(f"max_duration_s is {max_duration_s}; it must be positive")
+    with _open(data) as f:
+        if not f.seek(0, io.SEEK_END):
+            raise InvalidInput(f"the audio file is empty (0 bytes); send a recording: {ACCEPTED}")
+        fmt = _sniff(f)
+        if fmt.libsndfile:
+            try:
+                return _decode_libsndfile(f, fmt, max_duration_s)
+            except (RuntimeError, ValueError) as e:
+                # Codecs libsndfile lacks (e.g. MP3 or GSM inside a WAV) may still be ffmpeg's.
+                log.debug("libsndfile cannot read this %s (%s); trying ffmpeg", fmt.container, e)
+        try:
+            return _decode_ffmpeg(f, fmt, max_duration_s)
+        except (av.FFmpegError, ValueError, EOFError) as e:
+            raise InvalidInput(UNREADABLE, detail={"container": fmt.container}) from e
+
+
+def resample(samples: NDArray[np.floating[Any]], src_rate: int, dst_rate: int) -> NDArray[np.float32]:
+    """``samples`` (1-D) at ``dst_rate`` as float32, by soxr's HQ filter; a float32 view when rates match."""
+    if src_rate <= 0 or dst_rate <= 0:
+        raise InvalidInput(f"sample rates must be positive; got {src_rate} Hz -> {dst_rate} Hz")
+    x = np.asarray(samples, dtype=np.float32)
+    if src_rate == dst_rate or not x.size:
+        return x
+    return np.asarray(soxr.resample(x, src_rate, dst_rate, quality="HQ"), dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Voice profiles and speaker embeddings."""
