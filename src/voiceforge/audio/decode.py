@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = "WAV, MP3, M4A, Ogg/Opus, WebM or FLAC"
 UNREADABLE = (
-    "could not decode the audio: the file is not a recognised audio format or is damaged; "
-    f"send {ACCEPTED}"
+    f"could not decode the audio: the file is not a recognised audio format or is damaged; send {ACCEPTED}"
 )
 # Outside this range a header is damaged rather than unusual (telephony is 8 kHz, studio tops out at 384).
 MIN_RATE, MAX_RATE = 1000, 384_000
@@ -51,7 +50,11 @@ class AudioTooLong(InvalidInput):
     def __init__(self, duration_s: float | None, max_duration_s: float) -> None:
         self.duration_s = duration_s
         self.max_duration_s = max_duration_s
-        length = f"is {duration_s:.1f} s long" if duration_s is not None else f"is longer than {max_duration_s:g} s"
+        length = (
+            f"is {duration_s:.1f} s long"
+            if duration_s is not None
+            else f"is longer than {max_duration_s:g} s"
+        )
         super().__init__(
             f"audio {length}; send at most {max_duration_s:g} s",
             detail={"duration_s": duration_s, "max_duration_s": max_duration_s},
@@ -80,6 +83,7 @@ _WAV = _Format("wav", "wav", True)
 _RF64 = _Format("rf64", "wav", True)
 _AIFF = _Format("aiff", "aiff", True)
 _FLAC = _Format("flac", "flac", True)
+_FLAC_AFTER_ID3 = _Format("flac", "flac", False)
 _OGG = _Format("ogg", "ogg", False)
 _WEBM = _Format("webm", "matroska", False)
 _MATROSKA = _Format("matroska", "matroska", False)
@@ -89,9 +93,9 @@ _ADTS = _Format("aac", "aac", False)
 _CAF = _Format("caf", "caf", False)
 _AMR = _Format("amr", "amr", False)
 
-# Top-level ISO BMFF boxes an MP4/M4A/3GP/QuickTime file starts with (ftyp is usual; old .mov may not have it).
+# Top-level ISO BMFF boxes an MP4/M4A/3GP/QuickTime file starts with (ftyp is usual; old .mov may lack it).
 _MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}
-_IMAGES = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
+_IMAGES = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF"}
 
 # libsndfile subtype -> ffmpeg codec name, so `codec` reads the same whichever library decoded the file.
 _SUBTYPE_CODECS = {
@@ -113,7 +117,7 @@ def _sniff(f: IO[bytes]) -> _Format:
         f.seek(size)
         inner = f.read(64)
         if inner.startswith(b"fLaC"):
-            return _Format("flac", "flac", False)
+            return _FLAC_AFTER_ID3
         if _adts(inner):
             return _ADTS
         # Tagged MP3 frames may start after padding or junk that ffmpeg resynchronises over.
@@ -262,17 +266,23 @@ def _decode_ffmpeg(f: IO[bytes], fmt: _Format, max_duration_s: float) -> Decoded
                 rate, channels = int(frame.sample_rate), int(frame.layout.nb_channels)
                 _check_rate(rate, fmt)
                 limit = math.floor(max_duration_s * rate)
-                resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+                # Packed, not planar: PyAV reads planes past the eighth out of bounds (a crash, found by
+                # fuzzing a float WAV that claimed 45 channels).
+                resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
             for out in resampler.resample(frame):
-                planes = out.to_ndarray()
-                chunks.append(planes.mean(axis=0, dtype=np.float32))
-                count += planes.shape[1]
+                chunks.append(_mono(out, channels))
+                count += chunks[-1].size
             if count > limit:
                 raise AudioTooLong(declared, max_duration_s)
         if resampler is None:
             raise InvalidInput(UNREADABLE, detail={"container": fmt.container, "codec": codec})
-        chunks.extend(out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(None))
+        chunks.extend(_mono(out, channels) for out in resampler.resample(None))
     return _finish(chunks, rate, channels, codec, fmt)
+
+
+def _mono(frame: Any, channels: int) -> NDArray[np.float32]:
+    interleaved: NDArray[np.float32] = frame.to_ndarray().reshape(-1, channels)
+    return interleaved.mean(axis=1, dtype=np.float32) if channels > 1 else interleaved[:, 0]
 
 
 def _open(data: bytes | Path) -> IO[bytes]:
