@@ -11,10 +11,13 @@ ensure_venv() {
   source .venv/bin/activate
   local stamp=".venv/.installed${extras}"
   local want
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  want="$(cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     python -m pip install --quiet --upgrade pip
     python -m pip install --quiet -e ".${extras}"
+    # Resemblyzer's speaker-encoder weights, without the torch/librosa it declares: voiceforge
+    # runs the encoder itself (voices/embedding.py). Pinned by version and hash.
+    python -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.txt
     echo "$want" > "$stamp"
   fi
 }

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     # int8 is the shipped model. fp32 rebuilds it with float weights (cached, ~325 MB): slower on
     # CPUs with AVX-512 VNNI (measured), possibly faster on CPUs whose int8 kernels are slow.
     kokoro_precision: Literal["int8", "fp32"] = "int8"
-    threads: int = Field(default=0, ge=0, description="onnxruntime threads per model; 0 = one per core")
+    threads: int = Field(default=0, ge=0, description="onnxruntime threads per model run; 0 = auto")
+    parallel: int = Field(default=0, ge=0, description="sentences synthesised at once; 0 = auto")
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("voiceforge")))
     whisper_model: Path | None = None  # a CTranslate2 Whisper directory; unset: the bundled base model

@@ -7,8 +7,10 @@ inference (onnxruntime releases the GIL) and the first chunk leaves as soon as i
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -55,9 +57,14 @@ class KokoroEngine:
     name = "kokoro"
 
     def __init__(
-        self, model: KokoroModel, voice_packs: dict[str, np.ndarray], default_voice: str | None
+        self,
+        model: KokoroModel,
+        voice_packs: dict[str, np.ndarray],
+        default_voice: str | None,
+        parallel: int = 1,
     ) -> None:
         self.model = model
+        self.parallel = max(1, parallel)
         self.packs = voice_packs
         self.default_voice = default_voice or next(
             (v for v in _PREFERRED_DEFAULTS if v in voice_packs), sorted(voice_packs)[0]
@@ -84,10 +91,14 @@ class KokoroEngine:
         if settings.kokoro_precision == "fp32":
             raw = weights if isinstance(weights, bytes) else weights.read_bytes()
             weights = fp32_model_path(settings.cache_dir, raw)
-        model = KokoroModel(weights, vocab, SessionConfig(threads=settings.threads))
+        threads, parallel = _threading(settings.threads, settings.parallel)
+        model = KokoroModel(weights, vocab, SessionConfig(threads=threads))
         packs = load_voice_packs(settings.kokoro_voices)
-        log.info("kokoro loaded in %.2f s (%d voices)", time.perf_counter() - started, len(packs))
-        return cls(model, packs, settings.default_voice)
+        log.info(
+            "kokoro loaded in %.2f s (%d voices, %d thread(s) × %d sentence(s) at once)",
+            time.perf_counter() - started, len(packs), threads, parallel,
+        )  # fmt: skip
+        return cls(model, packs, settings.default_voice, parallel)
 
     def voices(self) -> list[VoiceInfo]:
         return [
@@ -117,14 +128,18 @@ class KokoroEngine:
             )
         total = len(plan.groups)
         offset = 0.0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2p") as g2p:
-            pending: Future[list[Sentence]] = g2p.submit(self._phonemize, plan.groups[0])
+        # Up to `parallel` sentences are phonemised and synthesised at once; chunks still leave
+        # in order. On a small CPU, one-thread sessions side by side beat one two-thread session
+        # (bench/engine.py), and G2P of the next sentence hides behind inference of this one.
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="kokoro") as pool:
+            pending: deque[Future[tuple[list[Sentence], np.ndarray, float]]] = deque()
             for index in range(total):
-                started = time.perf_counter()
-                sentences = pending.result()
-                if index + 1 < total:
-                    pending = g2p.submit(self._phonemize, plan.groups[index + 1])
-                audio = self._render(sentences, pack, request.speed, last=index + 1 == total)
+                while len(pending) < self.parallel and index + len(pending) < total:
+                    i = index + len(pending)
+                    pending.append(
+                        pool.submit(self._sentence, plan.groups[i], pack, request.speed, i + 1 == total)
+                    )
+                sentences, audio, compute_s = pending.popleft().result()
                 chunk = AudioChunk(
                     samples=audio,
                     sample_rate=SAMPLE_RATE,
@@ -132,15 +147,19 @@ class KokoroEngine:
                     total=total,
                     text=" ".join(s.text for s in sentences),
                     start_s=offset,
-                    compute_s=time.perf_counter() - started,
+                    compute_s=compute_s,
                 )
                 offset += chunk.duration_s
                 log.debug("synthesised %d/%d (%.2f s audio)", index + 1, total, chunk.duration_s)
                 yield chunk
 
-    def _phonemize(self, group: list[Span]) -> list[Sentence]:
+    def _sentence(
+        self, group: list[Span], pack: np.ndarray, speed: float, last: bool
+    ) -> tuple[list[Sentence], np.ndarray, float]:
+        started = time.perf_counter()
         with self._frontend_lock:
-            return self.frontend.phonemize(group)
+            sentences = self.frontend.phonemize(group)
+        return sentences, self._render(sentences, pack, speed, last), time.perf_counter() - started
 
     def _render(self, sentences: list[Sentence], pack: np.ndarray, speed: float, last: bool) -> np.ndarray:
         parts = []
@@ -152,6 +171,16 @@ class KokoroEngine:
 
     def _unknown_voice(self, voice: str) -> str:
         return f"unknown voice {voice!r} for engine kokoro; choose one of {', '.join(sorted(self.packs))}"
+
+
+def _threading(threads: int, parallel: int) -> tuple[int, int]:
+    """Threads per model run × sentences at once, filling the cores when either is left at 0."""
+    cores = os.cpu_count() or 1
+    if not parallel:
+        parallel = max(1, cores // threads) if threads else cores
+    if not threads:
+        threads = max(1, cores // parallel)
+    return threads, parallel
 
 
 def _trim(audio: np.ndarray) -> np.ndarray:
