@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scoring import cer, wer
+from voiceforge.asr.scoring import cer, wer
 from voiceforge.asr.whisper import bundled_model_dir
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ import pytest
 import soxr
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.scoring import wer
+from voiceforge.asr.scoring import wer
 from voiceforge.engines.dequantize import dequantize, fp32_model_path
 from voiceforge.engines.kokoro_model import (
     SAMPLE_RATE,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soxr
 
-from tests.scoring import cer, wer
+from voiceforge.asr.scoring import cer, wer
 from voiceforge.engines.base import SynthesisRequest, synthesize
 
 pytestmark = pytest.mark.slow

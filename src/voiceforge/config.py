@@ -28,5 +28,7 @@ class Settings(BaseSettings):
     kokoro_precision: Literal["int8", "fp32"] = "int8"
     threads: int = Field(default=0, ge=0, description="onnxruntime threads per model run; 0 = auto")
     parallel: int = Field(default=0, ge=0, description="sentences synthesised at once; 0 = auto")
+    data_dir: Path = Path("data")  # voice library: data/voiceforge.db and data/voices/<id>/
+    database_url: str | None = None  # default sqlite:///<data_dir>/voiceforge.db
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("voiceforge")))
     whisper_model: Path | None = None  # a CTranslate2 Whisper directory; unset: the bundled base model

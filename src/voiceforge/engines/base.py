@@ -14,6 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from voiceforge.errors import InvalidInput, Unsupported
+from voiceforge.voices.profile import VoiceProfile
 
 Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]
 
@@ -52,6 +53,7 @@ class SynthesisRequest:
     seed: int = 1
     mode: Mode = "preset"
     instruct: str | None = None
+    profile: VoiceProfile | None = None  # a cloned voice (zero_shot / cross_lingual)
 
     def __post_init__(self) -> None:
         if not SPEED_MIN <= self.speed <= SPEED_MAX:
@@ -122,6 +124,8 @@ def check_supported(engine: Engine, request: SynthesisRequest) -> None:
             f"mode '{request.mode}' is not supported by engine {engine.name}; "
             f"supported: {', '.join(sorted(caps.modes))}"
         )
+    if request.mode in ("zero_shot", "cross_lingual") and request.profile is None:
+        raise InvalidInput(f"mode '{request.mode}' clones a voice: give a prompt recording or a saved voice")
     if len(request.text) > caps.max_text_chars:
         raise InvalidInput(
             f"text is {len(request.text)} characters; engine {engine.name} accepts at most "

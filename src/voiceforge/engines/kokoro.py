@@ -33,6 +33,8 @@ from voiceforge.engines.kokoro_model import (
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend, Sentence
 from voiceforge.text.markup import Span, Tag, parse
+from voiceforge.voices.convert import Mapping, SpeakerStats, analyse, convert
+from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class KokoroEngine:
         self._frontend_lock = threading.Lock()
         self.capabilities = Capabilities(
             languages=frozenset({"zh", "en"}),
-            modes=frozenset({"preset"}),
+            modes=frozenset({"preset", "zero_shot", "cross_lingual"}),
             instruct_controls=frozenset(),
             streaming=True,
             max_text_chars=20_000,
@@ -116,10 +118,18 @@ class KokoroEngine:
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         check_supported(self, request)
-        voice = request.voice or self.default_voice
-        if voice not in self.packs:
-            raise InvalidInput(self._unknown_voice(voice))
-        pack = self.packs[voice]
+        profile = request.profile
+        if profile is not None:
+            if profile.engine != self.name:
+                raise InvalidInput(
+                    f"voice was enrolled for engine {profile.engine}, not {self.name}; enroll it again here"
+                )
+            pack, mapping = profile.style, _mapping(profile)
+        else:
+            voice = request.voice or self.default_voice
+            if voice not in self.packs:
+                raise InvalidInput(self._unknown_voice(voice))
+            pack, mapping = self.packs[voice], None
         with self._frontend_lock:
             plan = self.frontend.plan(request.text)
         if plan.dropped_tags:
@@ -137,7 +147,9 @@ class KokoroEngine:
                 while len(pending) < self.parallel and index + len(pending) < total:
                     i = index + len(pending)
                     pending.append(
-                        pool.submit(self._sentence, plan.groups[i], pack, request.speed, i + 1 == total)
+                        pool.submit(
+                            self._sentence, plan.groups[i], pack, mapping, request.speed, i + 1 == total
+                        )
                     )
                 sentences, audio, compute_s = pending.popleft().result()
                 chunk = AudioChunk(
@@ -154,12 +166,15 @@ class KokoroEngine:
                 yield chunk
 
     def _sentence(
-        self, group: list[Span], pack: np.ndarray, speed: float, last: bool
+        self, group: list[Span], pack: np.ndarray, mapping: Mapping | None, speed: float, last: bool
     ) -> tuple[list[Sentence], np.ndarray, float]:
         started = time.perf_counter()
         with self._frontend_lock:
             sentences = self.frontend.phonemize(group)
-        return sentences, self._render(sentences, pack, speed, last), time.perf_counter() - started
+        audio = self._render(sentences, pack, speed, last)
+        if mapping is not None and audio.size:
+            audio = convert(analyse(audio, SAMPLE_RATE), mapping)
+        return sentences, audio, time.perf_counter() - started
 
     def _render(self, sentences: list[Sentence], pack: np.ndarray, speed: float, last: bool) -> np.ndarray:
         parts = []
@@ -171,6 +186,20 @@ class KokoroEngine:
 
     def _unknown_voice(self, voice: str) -> str:
         return f"unknown voice {voice!r} for engine kokoro; choose one of {', '.join(sorted(self.packs))}"
+
+
+def _mapping(profile: VoiceProfile) -> Mapping:
+    return Mapping(
+        source=SpeakerStats(
+            profile.source_f0_log_mean, profile.source_f0_log_std,
+            profile.source_envelope_mean, profile.source_envelope_std,
+        ),
+        target=SpeakerStats(
+            profile.f0_log_mean, profile.f0_log_std, profile.envelope_mean, profile.envelope_std
+        ),
+        envelope_offset=profile.envelope_offset,
+        f0_shift=profile.f0_shift,
+    )  # fmt: skip
 
 
 def _threading(threads: int, parallel: int) -> tuple[int, int]:

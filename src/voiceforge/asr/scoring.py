@@ -1,4 +1,4 @@
-"""Intelligibility scores for round-trip tests and benchmarks: CER for Chinese, WER for English."""
+"""Intelligibility scores (synthesise → transcribe → compare): CER for Chinese, WER for English."""
 
 from __future__ import annotations
 

@@ -1,0 +1,462 @@
+"""The voice library: cloned voices as a database row plus files under ``<data_dir>/voices/<id>/``.
+
+Rows live in one ``voices`` table, SQLite by default (WAL, busy timeout: safe for threads and
+processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes. The table is
+created on first use; there is no Alembic yet, so a schema change needs a migration before release.
+Files are written atomically and a row is committed only once its files are in place. Ids are
+checked against their exact pattern before any path is built, so no caller string reaches the disk.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import unicodedata
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import JSON, URL, DateTime, String, Text, create_engine, event, select
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from voiceforge.errors import InvalidInput, NotFound
+from voiceforge.voices.profile import VoiceProfile
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 64
+MAX_EXPORT_BYTES = 64 * 1024 * 1024  # total uncompressed size of an import
+MAX_PROFILE_BYTES = 16 * 1024 * 1024  # total uncompressed arrays inside a profile .npz (~0.6 MB real)
+BUSY_TIMEOUT_MS = 30_000
+_ID = re.compile(r"voice_[0-9a-f]{16}")
+_FORMAT = re.compile(r"[a-z0-9]{1,8}")
+_SAFE_ZIP = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # bz2/lzma decompress without a size bound
+_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_JOINERS = {"\u200c", "\u200d"}  # format characters that real names (Indic scripts, emoji) need
+_EXPORT_FORMAT = "voiceforge.voice"
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error)
+_RENAME_HINT = "pick another name or rename it"
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    id: str  # "voice_" + 16 hex chars (uuid4); never derived from the name
+    name: str
+    language: str
+    transcript: str
+    consent: bool  # the uploader confirmed they may clone this voice
+    engine: str
+    created_at: datetime  # UTC, aware
+    updated_at: datetime
+    prompt_format: str  # file extension of the prompt recording ("wav")
+    profile_digest: str
+    meta: dict[str, Any]  # enrollment figures (SIM, duration, notes), JSON-serialisable
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _VoiceRow(_Base):
+    __tablename__ = "voices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME))
+    name_key: Mapped[str] = mapped_column(String(4 * MAX_NAME), unique=True)  # NFKC + casefold
+    language: Mapped[str] = mapped_column(String(16))
+    transcript: Mapped[str] = mapped_column(Text)
+    consent: Mapped[bool]
+    engine: Mapped[str] = mapped_column(String(64))
+    prompt_format: Mapped[str] = mapped_column(String(8))
+    profile_digest: Mapped[str] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VoiceLibrary:
+    """Cloned voices on disk, looked up by id or by name (case-insensitive)."""
+
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.voices_dir = self.data_dir / "voices"
+        default = URL.create("sqlite", database=str(self.data_dir / "voiceforge.db"))
+        url = make_url(database_url) if database_url else default
+        self._engine = create_engine(url)
+        if self._engine.dialect.name == "sqlite":
+            _sqlite_setup(self._engine)
+        self._reads = sessionmaker(self._engine, expire_on_commit=False)
+        # Writes begin with BEGIN IMMEDIATE on SQLite: a read-then-write transaction would otherwise
+        # fail with "database is locked" at once when another process wrote in between.
+        self._writes = sessionmaker(
+            self._engine.execution_options(voiceforge_write=True), expire_on_commit=False
+        )
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- queries ---------------------------------------------------------------------------------
+    def list(self) -> builtins.list[VoiceRecord]:
+        """Every voice, newest first."""
+        with self._tx() as s:
+            rows = s.scalars(select(_VoiceRow).order_by(_VoiceRow.created_at.desc(), _VoiceRow.id))
+            return [_record(r) for r in rows]
+
+    def get(self, ref: str) -> VoiceRecord:
+        """A voice by id, or by name (case-insensitive); NotFound otherwise."""
+        with self._tx() as s:
+            return _record(_resolve(s, ref))
+
+    def profile(self, ref: str) -> VoiceProfile:
+        rec = self.get(ref)
+        try:
+            return VoiceProfile.load(self._dir(rec.id) / "profile.npz")
+        except FileNotFoundError as e:
+            raise NotFound(f"voice {rec.name!r} was just deleted; `voiceforge voices` lists them") from e
+
+    def prompt_path(self, ref: str) -> Path:
+        rec = self.get(ref)
+        path = self._dir(rec.id) / f"prompt.{rec.prompt_format}"
+        if not path.is_file():
+            raise NotFound(f"voice {rec.name!r} was just deleted; `voiceforge voices` lists them")
+        return path
+
+    # -- changes ---------------------------------------------------------------------------------
+    def create(self, name: str, *, prompt: bytes, prompt_format: str, profile: VoiceProfile, consent: bool,
+               meta: dict[str, Any] | None = None) -> VoiceRecord:  # fmt: skip
+        """Store a new voice; language, transcript and engine come from the profile."""
+        return self._create(name, prompt, prompt_format, profile, consent, meta, _RENAME_HINT)
+
+    def rename(self, ref: str, new_name: str) -> VoiceRecord:
+        name = _check_name(new_name)
+        try:
+            with self._tx(write=True) as s:
+                row = _resolve(s, ref, for_update=True)
+                _check_free(s, name, _RENAME_HINT, but=row.id)
+                row.name, row.name_key, row.updated_at = name, _key(name), _now()
+        except IntegrityError as e:  # a concurrent writer on a database without BEGIN IMMEDIATE
+            raise InvalidInput(_clash(name, _RENAME_HINT)) from e
+        return _record(row)
+
+    def update(self, ref: str, *, transcript: str | None = None, consent: bool | None = None,
+               profile: VoiceProfile | None = None) -> VoiceRecord:  # fmt: skip
+        """Change the transcript, consent or profile; the transcript is kept inside the profile too."""
+        if transcript is not None and not transcript.strip():
+            raise InvalidInput("the transcript is empty; type what the prompt recording says")
+        with self._tx(write=True) as s:
+            row = _resolve(s, ref, for_update=True)
+            if profile is not None or transcript is not None:
+                path = self._dir(row.id) / "profile.npz"
+                old = path.read_bytes()
+                new = profile if profile is not None else VoiceProfile.from_bytes(old)
+                if transcript is not None:
+                    new = dataclasses.replace(new, transcript=transcript.strip())
+                _write_atomic(path, new.to_bytes())  # under the row lock: file and row change together
+                s.info["restore"] = (path, old)
+                row.transcript, row.language, row.engine = new.transcript, new.language, new.engine
+                row.profile_digest = new.digest()
+            if consent is not None:
+                row.consent = bool(consent)
+            row.updated_at = _now()
+        return _record(row)
+
+    def delete(self, ref: str) -> None:
+        """Remove the row, then the voice's directory."""
+        with self._tx(write=True) as s:
+            row = _resolve(s, ref, for_update=True)
+            voice_id = row.id
+            s.delete(row)
+        try:
+            shutil.rmtree(self._dir(voice_id))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("voice %s deleted but its files remain at %s (%s)", voice_id, self._dir(voice_id), e)
+
+    # -- export / import -------------------------------------------------------------------------
+    def export(self, ref: str) -> bytes:
+        """A zip of voice.json (the record), profile.npz and prompt.<ext>, for import_ elsewhere."""
+        rec = self.get(ref)
+        folder = self._dir(rec.id)
+        try:
+            profile_bytes = (folder / "profile.npz").read_bytes()
+            prompt = (folder / f"prompt.{rec.prompt_format}").read_bytes()
+        except FileNotFoundError as e:
+            raise NotFound(f"voice {rec.name!r} was just deleted; `voiceforge voices` lists them") from e
+        profile = VoiceProfile.from_bytes(profile_bytes)  # the files win over a row updated meanwhile
+        doc = {"format": _EXPORT_FORMAT, "version": 1, **dataclasses.asdict(rec),
+               "created_at": rec.created_at.isoformat(), "updated_at": rec.updated_at.isoformat(),
+               "transcript": profile.transcript, "profile_digest": profile.digest()}  # fmt: skip
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("voice.json", json.dumps(doc, ensure_ascii=False, indent=2))
+            z.writestr("profile.npz", profile_bytes)
+            z.writestr(f"prompt.{rec.prompt_format}", prompt)
+        return buf.getvalue()
+
+    def import_(self, data: bytes, *, name: str | None = None) -> VoiceRecord:
+        """A voice from an export, under a new id (and `name` when given); everything is validated."""
+        members = _read_zip(data, MAX_EXPORT_BYTES, "voice export")
+        prompts = [m for m in members if m.startswith("prompt.") and _FORMAT.fullmatch(m[7:])]
+        if len(members) != 3 or not prompts or {"voice.json", "profile.npz"} - members.keys():
+            raise InvalidInput(
+                f"not a voiceforge voice export: expected voice.json, profile.npz and "
+                f"prompt.<ext>, found {sorted(members)[:8]!r}"
+            )
+        try:
+            doc = json.loads(members["voice.json"].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidInput(f"voice.json in the export is not valid JSON ({e})") from e
+        if not isinstance(doc, dict) or doc.get("format") != _EXPORT_FORMAT:
+            raise InvalidInput("voice.json is not a voiceforge voice description; export the voice again")
+        fmt = prompts[0][7:]
+        if doc.get("prompt_format") != fmt or not isinstance(doc.get("consent"), bool):
+            raise InvalidInput(
+                "voice.json does not match the export (prompt_format, consent); export it again"
+            )
+        profile = _load_profile(members["profile.npz"])
+        if doc.get("profile_digest") != profile.digest():
+            raise InvalidInput(
+                "profile.npz does not match voice.json (damaged export); export the voice again"
+            )
+        chosen = doc.get("name") if name is None else name
+        hint = "import it under another name with --name"
+        return self._create(chosen, members[prompts[0]], fmt, profile, doc["consent"], doc.get("meta"), hint)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _create(self, name: object, prompt: bytes, prompt_format: str, profile: VoiceProfile, consent: bool,
+                meta: object, hint: str) -> VoiceRecord:  # fmt: skip
+        clean = _check_name(name)
+        if not isinstance(prompt_format, str) or not _FORMAT.fullmatch(prompt_format):
+            raise InvalidInput(f"prompt format {prompt_format!r} is not a file extension like 'wav'")
+        if not prompt:
+            raise InvalidInput("the prompt recording is empty; upload 3–15 s of speech")
+        meta = _check_meta(meta)
+        with self._tx() as s:
+            _check_free(s, clean, hint)  # fail before writing files in the common case
+        voice_id = f"voice_{uuid.uuid4().hex[:16]}"
+        folder = self._dir(voice_id)
+        folder.mkdir(parents=True)
+        try:
+            _write_atomic(folder / f"prompt.{prompt_format}", prompt)
+            _write_atomic(folder / "profile.npz", profile.to_bytes())
+            now = _now()
+            row = _VoiceRow(id=voice_id, name=clean, name_key=_key(clean), language=profile.language,
+                            transcript=profile.transcript, consent=bool(consent), engine=profile.engine,
+                            prompt_format=prompt_format, profile_digest=profile.digest(), meta=meta,
+                            created_at=now, updated_at=now)  # fmt: skip
+            with self._tx(write=True) as s:
+                _check_free(s, clean, hint)
+                s.add(row)
+        except IntegrityError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise InvalidInput(_clash(clean, hint)) from e
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info("voice %s created (%s)", voice_id, clean)
+        return _record(row)
+
+    def _dir(self, voice_id: str) -> Path:
+        if not _ID.fullmatch(voice_id):  # ids come from our rows; check anyway before touching disk
+            raise NotFound(f"no voice with id {voice_id[:80]!r}; `voiceforge voices` lists them")
+        return self.voices_dir / voice_id
+
+    @contextmanager
+    def _tx(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back (files restored) on error."""
+        self._ensure_schema()
+        with (self._writes if write else self._reads)() as s:
+            try:
+                with s.begin():
+                    yield s
+            except BaseException:
+                if "restore" in s.info:
+                    _write_atomic(*s.info["restore"])
+                raise
+
+    def _ensure_schema(self) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            db = self._engine.url.database
+            if self._engine.dialect.name == "sqlite" and db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            with self._engine.execution_options(voiceforge_write=True).begin() as conn:
+                _Base.metadata.create_all(conn)
+            self._schema_ready = True
+
+
+def _sqlite_setup(engine: Any) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # first: switching to WAL may wait
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("voiceforge_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _resolve(s: Session, ref: object, *, for_update: bool = False) -> _VoiceRow:
+    row = None
+    if isinstance(ref, str) and _ID.fullmatch(ref):
+        row = s.get(_VoiceRow, ref, with_for_update=for_update)
+    elif isinstance(ref, str) and _plausible_name(ref.strip()):
+        query = select(_VoiceRow).where(_VoiceRow.name_key == _key(ref.strip()))
+        row = s.scalar(query.with_for_update() if for_update else query)
+    if row is None:
+        shown = ref[:80] if isinstance(ref, str) else ref
+        raise NotFound(f"no voice named {shown!r}; `voiceforge voices` lists them")
+    return row
+
+
+def _check_free(s: Session, name: str, hint: str, *, but: str | None = None) -> None:
+    taken = s.scalar(select(_VoiceRow.id).where(_VoiceRow.name_key == _key(name)))
+    if taken is not None and taken != but:
+        raise InvalidInput(_clash(name, hint))
+
+
+def _clash(name: str, hint: str) -> str:
+    return f"a voice named {name!r} already exists; {hint}"
+
+
+def _key(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _plausible_name(name: str) -> bool:
+    return 1 <= len(name) <= MAX_NAME and not any(
+        unicodedata.category(c) in _BAD_CATEGORIES and c not in _JOINERS for c in name
+    )
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidInput(f"a voice name must be text, not {type(name).__name__}")
+    clean = unicodedata.normalize("NFC", name.strip())
+    if not 1 <= len(clean) <= MAX_NAME:
+        raise InvalidInput(f"voice name {clean[:80]!r} has {len(clean)} characters; use 1–{MAX_NAME}")
+    if not _plausible_name(clean):
+        raise InvalidInput(
+            f"voice name {clean!r} contains control characters; use letters, digits and spaces"
+        )
+    if _key(clean).startswith("voice_"):
+        raise InvalidInput(f"voice name {clean!r} starts with 'voice_', which marks voice ids; pick another")
+    return clean
+
+
+def _check_meta(meta: object) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    try:
+        copy = json.loads(json.dumps(meta, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"voice meta must be plain JSON data ({e})") from e
+    if not isinstance(copy, dict):
+        raise InvalidInput(f"voice meta must be a JSON object, not {type(meta).__name__}")
+    return copy
+
+
+def _read_zip(data: bytes, limit: int, what: str) -> dict[str, bytes]:
+    """Members of a zip by name, read with bounds: no duplicates, <= limit bytes uncompressed in all."""
+    if not isinstance(data, bytes | bytearray) or len(data) > limit:
+        raise InvalidInput(f"the {what} must be a zip of at most {limit // 2**20} MB")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+            names = [i.filename for i in infos]
+            if len(names) > 16 or len(set(names)) != len(names):  # names are only ever dict keys here
+                raise InvalidInput(f"the {what} holds unexpected members {names[:8]!r}")
+            if any(i.compress_type not in _SAFE_ZIP or i.flag_bits & 1 for i in infos):
+                raise InvalidInput(f"the {what} uses encryption or an unsupported compression")
+            if sum(i.file_size for i in infos) > limit:
+                raise InvalidInput(f"the {what} unpacks to more than {limit // 2**20} MB")
+            out: dict[str, bytes] = {}
+            for info in infos:  # ZipExtFile never yields more than file_size; checked again here
+                with z.open(info) as f:
+                    out[info.filename] = f.read(limit + 1)
+                limit -= len(out[info.filename])
+                if limit < 0:
+                    raise InvalidInput(f"the {what} unpacks to more than its stated size")
+            return out
+    except _ZIP_ERRORS as e:
+        raise InvalidInput(f"the {what} is not a readable zip ({e})") from e
+
+
+def _load_profile(data: bytes) -> VoiceProfile:
+    """VoiceProfile.from_bytes behind bounds: the .npz is itself a zip whose arrays state their size."""
+    arrays = _read_zip(data, MAX_PROFILE_BYTES, "voice profile")
+    for name, blob in arrays.items():
+        try:
+            f = io.BytesIO(blob)
+            read_header = _NPY_HEADERS[np.lib.format.read_magic(f)]
+            shape, _, dtype = read_header(f)
+        except (KeyError, ValueError, TypeError, SyntaxError) as e:
+            raise InvalidInput(f"profile.npz member {name!r} is not a numpy array ({e})") from e
+        if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > len(blob):
+            raise InvalidInput(f"profile.npz member {name!r} states a shape its data does not have")
+    try:
+        profile = VoiceProfile.from_bytes(bytes(data))
+    except (TypeError, MemoryError) as e:  # unexpected fields in the profile's metadata
+        raise InvalidInput(f"not a voiceforge voice profile ({e}); export it again from voiceforge") from e
+    values = (getattr(profile, f.name) for f in dataclasses.fields(profile))
+    if not all(np.isfinite(v).all() for v in values if isinstance(v, np.ndarray)):
+        raise InvalidInput("the voice profile holds NaN or infinite values; enroll the voice again")
+    texts = {"engine": 64, "language": 16, "transcript": 10_000}  # the column sizes, and then some
+    if not all(
+        isinstance(getattr(profile, k), str) and len(getattr(profile, k)) <= n for k, n in texts.items()
+    ):
+        raise InvalidInput("the voice profile's engine, language or transcript is not short text")
+    return profile
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _record(row: _VoiceRow) -> VoiceRecord:
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(VoiceRecord)}
+    values.update(created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), meta=dict(row.meta))
+    return VoiceRecord(**values)
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)  # SQLite drops the zone
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
