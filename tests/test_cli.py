@@ -13,8 +13,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "voiceforge", *args],
         input=stdin, capture_output=True, text=True, timeout=300, env=env, check=False,
@@ -83,3 +85,30 @@ def test_doctor_reports_every_model_ok():
     proc = run("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ok ") >= 4 and "FAIL" not in proc.stdout
+
+
+def test_clone_a_voice_save_it_and_speak_with_it(tmp_path, shared_audio):
+    env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data")}
+    prompt = str(shared_audio / "zh_prompt_cosyvoice.wav")
+    proc = run("voices", "add", "小希", prompt, "--consent", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "saved 小希" in proc.stdout and "(asr)" in proc.stdout
+    listed = run("voices", env=env)
+    assert "小希" in listed.stdout and "cloned" in listed.stdout
+    out = tmp_path / "clone.wav"
+    proc = run("say", "Hello from a cloned voice.", "--voice", "小希", "-o", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert decoded_seconds(out) > 1.0
+    archive = tmp_path / "v.zip"
+    assert run("voices", "export", "小希", "-o", str(archive), env=env).returncode == 0
+    assert run("voices", "rm", "小希", env=env).returncode == 0
+    proc = run("voices", "import", str(archive), "--name", "again", env=env)
+    assert proc.returncode == 0 and "imported again" in proc.stdout, proc.stderr
+
+
+def test_a_too_short_prompt_is_one_clear_line(tmp_path, shared_audio):
+    prompt = str(shared_audio / "en_ljspeech_LJ001-0002_short.wav")
+    proc = run("say", "hi", "--prompt", prompt, "-o", str(tmp_path / "x.wav"))
+    assert proc.returncode == 2
+    assert "1.9 s of speech; at least 3 s is needed" in proc.stderr
+    assert "Traceback" not in proc.stderr

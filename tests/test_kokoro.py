@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+import pyworld
 
 from voiceforge.engines.base import Engine, SynthesisRequest, synthesize
 from voiceforge.engines.kokoro_model import SAMPLE_RATE, bundled_model_bytes
@@ -70,9 +71,36 @@ def test_unknown_voice_names_the_choices(engine):
         list(engine.stream(SynthesisRequest(text="hi", voice="nobody")))
 
 
-def test_unsupported_mode_names_engine_and_feature(engine):
-    with pytest.raises(Unsupported, match="mode 'instruct' is not supported by engine kokoro"):
+def test_a_dialect_instruction_is_refused_naming_engine_and_dialect(engine):
+    with pytest.raises(Unsupported, match=r"engine kokoro cannot speak a dialect \(四川话\)"):
+        list(engine.stream(SynthesisRequest(text="你好", mode="instruct", instruct="用四川话说")))
+
+
+def test_instruct_mode_needs_an_instruction(engine):
+    with pytest.raises(InvalidInput, match="mode 'instruct' needs an instruction"):
         list(engine.stream(SynthesisRequest(text="hi", mode="instruct")))
+
+
+def median_f0(samples: np.ndarray) -> float:
+    x = samples.astype(np.float64)
+    f0, _ = pyworld.dio(x, SAMPLE_RATE, frame_period=5.0)
+    return float(np.median(f0[f0 > 0]))
+
+
+def test_instructions_change_speed_volume_and_pitch(engine):
+    text = "The weather is nice today, so we will walk to the park."
+    plain = synthesize(engine, SynthesisRequest(text=text)).samples
+
+    def said(instruction: str) -> np.ndarray:
+        return synthesize(engine, SynthesisRequest(text=text, mode="instruct", instruct=instruction)).samples
+
+    assert len(said("speak much slower")) > 1.2 * len(plain)
+    assert len(said("语速快一点")) < len(plain)
+    rms = float(np.sqrt(np.mean(plain**2)))
+    assert float(np.sqrt(np.mean(said("小声一点") ** 2))) < 0.8 * rms  # "一点": a slight −3 dB
+    assert median_f0(said("语调高一些")) > 1.05 * median_f0(plain)
+    sad = said("slower and sadder")
+    assert len(sad) > len(plain) and median_f0(sad) < median_f0(plain)
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from voiceforge.config import Settings
-from voiceforge.errors import InvalidInput, VoiceforgeError
+from voiceforge.errors import InvalidInput, NotFound, VoiceforgeError
+
+if TYPE_CHECKING:
+    from voiceforge.engines.base import Engine
+    from voiceforge.voices.cloning import ClonedVoice
+    from voiceforge.voices.library import VoiceLibrary
 
 app = typer.Typer(
     help="voiceforge: voice-cloning text-to-speech (Chinese, English, mixed) on your CPU.",
@@ -25,7 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-voices_app = typer.Typer(help="Voices: list the stock voices.", invoke_without_command=True)
+voices_app = typer.Typer(
+    help="Voices: list, clone from a recording, rename, delete, export, import.", invoke_without_command=True
+)
 app.add_typer(voices_app, name="voices")
 
 log = logging.getLogger("voiceforge.cli")
@@ -74,7 +81,14 @@ def say(
         "out.wav"
     ),
     file: Annotated[Path | None, typer.Option("--file", "-f", help="read the text from this file")] = None,
-    voice: Annotated[str | None, typer.Option(help="stock voice (see `voiceforge voices`)")] = None,
+    voice: Annotated[str | None, typer.Option(help="stock or saved voice (see `voiceforge voices`)")] = None,
+    prompt: Annotated[
+        Path | None, typer.Option(help="clone this 3–15 s recording on the fly (not saved)")
+    ] = None,
+    prompt_text: Annotated[str | None, typer.Option(help="what the prompt says; default: recognised")] = None,
+    instruct: Annotated[
+        str | None, typer.Option(help="how to say it, e.g. 'slower and sadder', '大声一点'")
+    ] = None,
     speed: Annotated[float, typer.Option(help="0.5 to 2.0")] = 1.0,
     seed: Annotated[int, typer.Option(help="1 to 100000000; same seed and input give the same audio")] = 1,
     fmt: Annotated[
@@ -84,15 +98,42 @@ def say(
 ) -> None:
     """Speak TEXT into an audio file."""
     from voiceforge.audio.encode import encode, parse_format
-    from voiceforge.engines.base import SynthesisRequest, synthesize
+    from voiceforge.engines.base import Mode, SynthesisRequest, synthesize
     from voiceforge.engines.registry import create_engine
+    from voiceforge.voices.instruct import parse_instruct
 
     content = _read_text(text, file)
     audio_format = parse_format(fmt or (output.suffix.lstrip(".") if output.suffix else "wav"))
-    request = SynthesisRequest(text=content, voice=voice, speed=speed, seed=seed)
+    if voice and prompt:
+        raise InvalidInput("give either --voice or --prompt, not both")
+    SynthesisRequest(text=content, voice=voice, speed=speed, seed=seed)  # validate before loading models
+    if instruct:
+        parse_instruct(instruct)
     _check_writable(output)
-    engine = create_engine(Settings())
+    settings = Settings()
+    engine = create_engine(settings)
     started = time.perf_counter()
+    profile = None
+    if prompt is not None:
+        profile = _clone(settings, engine, prompt, prompt_text, None, seed).profile
+    elif voice and voice not in (stock := [v.name for v in engine.voices()]):
+        try:
+            profile = _library(settings).profile(voice)
+        except NotFound:
+            raise InvalidInput(
+                f"unknown voice {voice!r}; choose a stock voice ({', '.join(stock)}) "
+                "or a saved one (`voiceforge voices` lists them)"
+            ) from None
+    mode: Mode = "instruct" if instruct else "zero_shot" if profile else "preset"
+    request = SynthesisRequest(
+        text=content,
+        voice=None if profile else voice,
+        speed=speed,
+        seed=seed,
+        mode=mode,
+        instruct=instruct,
+        profile=profile,
+    )
     result = synthesize(engine, request)
     data = encode(result.samples, result.sample_rate, audio_format, loudness_lufs=lufs)
     if result.dropped_tags:
@@ -117,15 +158,128 @@ def say(
 
 @voices_app.callback()
 def voices(ctx: typer.Context) -> None:
-    """List the stock voices of the configured engine."""
+    """List the stock voices and the saved (cloned) ones."""
     if ctx.invoked_subcommand is not None:
         return
     from voiceforge.engines.registry import create_engine
 
-    engine = create_engine(Settings())
+    settings = Settings()
+    engine = create_engine(settings)
     for v in engine.voices():
         note = f"  ({v.description})" if v.description else ""
         typer.echo(f"{v.name:16} {v.language:6} {v.gender}{note}")
+    for record in _library(settings).list():
+        sim = record.meta.get("calibration_sim")
+        typer.echo(
+            f"{record.name:16} {record.language:6} cloned  {record.id}  SIM {sim}  {record.transcript[:30]}"
+        )
+
+
+@voices_app.command("add")
+def voices_add(
+    name: Annotated[str, typer.Argument(help="a name for the voice")],
+    prompt: Annotated[Path, typer.Argument(help="3–15 s recording of the speaker (any common format)")],
+    transcript: Annotated[
+        str | None, typer.Option(help="what the recording says; default: recognised")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="zh or en; default: detected")] = None,
+    consent: Annotated[bool, typer.Option(help="the speaker agreed to be cloned")] = False,
+    seed: Annotated[int, typer.Option(help="1 to 100000000; makes enrollment reproducible")] = 1,
+) -> None:
+    """Clone a voice from a recording and save it under NAME."""
+    from voiceforge.engines.registry import create_engine
+
+    settings = Settings()
+    library = _library(settings)
+    engine = create_engine(settings)
+    cloned = _clone(settings, engine, prompt, transcript, language, seed)
+    record = library.create(
+        name,
+        prompt=prompt.read_bytes(),
+        prompt_format=cloned.prompt.container or "audio",
+        profile=cloned.profile,
+        consent=consent,
+        meta={**cloned.profile.meta, "transcript_source": cloned.transcript_source},
+    )
+    for note in cloned.prompt.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"saved {record.name} ({record.id}): {record.language}, transcript {record.transcript!r} "
+        f"({cloned.transcript_source}), SIM {cloned.profile.meta['stock_sim']} → "
+        f"{cloned.profile.meta['calibration_sim']}, {cloned.profile.meta['enroll_s']} s"
+    )
+
+
+@voices_app.command("rm")
+def voices_rm(name: Annotated[str, typer.Argument(help="name or id")]) -> None:
+    """Delete a saved voice and its files."""
+    library = _library(Settings())
+    record = library.get(name)
+    library.delete(record.id)
+    typer.echo(f"deleted {record.name} ({record.id})")
+
+
+@voices_app.command("rename")
+def voices_rename(old: str, new: str) -> None:
+    """Rename a saved voice."""
+    record = _library(Settings()).rename(old, new)
+    typer.echo(f"renamed to {record.name} ({record.id})")
+
+
+@voices_app.command("export")
+def voices_export(
+    name: str, output: Annotated[Path, typer.Option("--output", "-o", help="file to write (.zip)")]
+) -> None:
+    """Write a saved voice (profile, prompt, metadata) to one file."""
+    _check_writable(output)
+    output.write_bytes(_library(Settings()).export(name))
+    typer.echo(f"wrote {output}")
+
+
+@voices_app.command("import")
+def voices_import(
+    archive: Path, name: Annotated[str | None, typer.Option(help="save under this name instead")] = None
+) -> None:
+    """Add a voice exported by `voiceforge voices export`."""
+    if not archive.is_file():
+        raise InvalidInput(f"voice file {str(archive)!r} does not exist")
+    record = _library(Settings()).import_(archive.read_bytes(), name=name)
+    typer.echo(f"imported {record.name} ({record.id})")
+
+
+def _library(settings: Settings) -> VoiceLibrary:
+    from voiceforge.voices.library import VoiceLibrary
+
+    return VoiceLibrary(settings.data_dir, settings.database_url)
+
+
+def _clone(
+    settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None, seed: int
+) -> ClonedVoice:
+    from voiceforge.asr.whisper import Transcriber, bundled_model_dir
+    from voiceforge.engines.kokoro import KokoroEngine
+    from voiceforge.errors import Unsupported
+    from voiceforge.voices.cloning import clone
+    from voiceforge.voices.embedding import SpeakerEncoder
+    from voiceforge.voices.enroll import Enroller
+
+    if not prompt.is_file():
+        raise InvalidInput(f"prompt file {str(prompt)!r} does not exist")
+    if not isinstance(engine, KokoroEngine):
+        raise Unsupported(f"engine {engine.name} does not enroll voices locally")
+
+    def transcriber() -> Transcriber:
+        return Transcriber(settings.whisper_model or bundled_model_dir(settings.cache_dir), settings.threads)
+
+    enroller = Enroller(engine, SpeakerEncoder.load())
+    return clone(
+        prompt.read_bytes(),
+        enroller=enroller,
+        transcriber=transcriber,
+        transcript=transcript,
+        language=language,
+        seed=seed,
+    )
 
 
 @app.command()
@@ -178,7 +332,7 @@ def doctor() -> None:
 
 def _doctor_checks(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
     from voiceforge.asr.whisper import Transcriber, bundled_model_dir
-    from voiceforge.engines.base import Engine, SynthesisRequest, synthesize
+    from voiceforge.engines.base import SynthesisRequest, synthesize
     from voiceforge.engines.registry import create_engine
     from voiceforge.text.frontend import Frontend
 

@@ -62,6 +62,7 @@ class PromptAudio:
     speech_s: float
     segments: Segments
     notes: list[str] = field(default_factory=list)
+    container: str = ""  # what the bytes were ("wav", "mp3", "webm", …), sniffed, never from a name
 
 
 def clipped_fraction(samples: NDArray[np.float32]) -> float:
@@ -266,4 +267,4 @@ def prepare_prompt(
         "prompt: %s/%s, %d Hz, %.1f s -> %.1f s with %.1f s of speech in %d segments",
         audio.container, audio.codec, rate, audio.duration_s, samples.size / target_rate, speech_s, len(kept),
     )  # fmt: skip
-    return PromptAudio(samples, target_rate, rate, speech_s, kept, notes)
+    return PromptAudio(samples, target_rate, rate, speech_s, kept, notes, audio.container)

@@ -126,6 +126,10 @@ def check_supported(engine: Engine, request: SynthesisRequest) -> None:
         )
     if request.mode in ("zero_shot", "cross_lingual") and request.profile is None:
         raise InvalidInput(f"mode '{request.mode}' clones a voice: give a prompt recording or a saved voice")
+    if request.mode == "instruct" and not (request.instruct or "").strip():
+        raise InvalidInput(
+            "mode 'instruct' needs an instruction, e.g. 'speak slowly and sadly' or '请用开心的语气说'"
+        )
     if len(request.text) > caps.max_text_chars:
         raise InvalidInput(
             f"text is {len(request.text)} characters; engine {engine.name} accepts at most "

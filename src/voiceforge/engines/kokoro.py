@@ -13,12 +13,21 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from voiceforge.config import Settings
-from voiceforge.engines.base import AudioChunk, Capabilities, SynthesisRequest, VoiceInfo, check_supported
+from voiceforge.engines.base import (
+    SPEED_MAX,
+    SPEED_MIN,
+    AudioChunk,
+    Capabilities,
+    SynthesisRequest,
+    VoiceInfo,
+    check_supported,
+)
 from voiceforge.engines.dequantize import fp32_model_path
 from voiceforge.engines.kokoro_model import (
     MAX_TOKENS,
@@ -33,7 +42,8 @@ from voiceforge.engines.kokoro_model import (
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend, Sentence
 from voiceforge.text.markup import Span, Tag, parse
-from voiceforge.voices.convert import Mapping, SpeakerStats, analyse, convert
+from voiceforge.voices.convert import Mapping, SpeakerStats, analyse, convert, stats
+from voiceforge.voices.instruct import Controls, describe, parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)
@@ -77,8 +87,8 @@ class KokoroEngine:
         self._frontend_lock = threading.Lock()
         self.capabilities = Capabilities(
             languages=frozenset({"zh", "en"}),
-            modes=frozenset({"preset", "zero_shot", "cross_lingual"}),
-            instruct_controls=frozenset(),
+            modes=frozenset({"preset", "zero_shot", "cross_lingual", "instruct"}),
+            instruct_controls=frozenset({"speed", "volume", "pitch", "emotion"}),
             streaming=True,
             max_text_chars=20_000,
             sample_rate=SAMPLE_RATE,
@@ -118,18 +128,7 @@ class KokoroEngine:
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         check_supported(self, request)
-        profile = request.profile
-        if profile is not None:
-            if profile.engine != self.name:
-                raise InvalidInput(
-                    f"voice was enrolled for engine {profile.engine}, not {self.name}; enroll it again here"
-                )
-            pack, mapping = profile.style, _mapping(profile)
-        else:
-            voice = request.voice or self.default_voice
-            if voice not in self.packs:
-                raise InvalidInput(self._unknown_voice(voice))
-            pack, mapping = self.packs[voice], None
+        render = self._render_settings(request)
         with self._frontend_lock:
             plan = self.frontend.plan(request.text)
         if plan.dropped_tags:
@@ -146,11 +145,7 @@ class KokoroEngine:
             for index in range(total):
                 while len(pending) < self.parallel and index + len(pending) < total:
                     i = index + len(pending)
-                    pending.append(
-                        pool.submit(
-                            self._sentence, plan.groups[i], pack, mapping, request.speed, i + 1 == total
-                        )
-                    )
+                    pending.append(pool.submit(self._sentence, plan.groups[i], render, i + 1 == total))
                 sentences, audio, compute_s = pending.popleft().result()
                 chunk = AudioChunk(
                     samples=audio,
@@ -165,16 +160,37 @@ class KokoroEngine:
                 log.debug("synthesised %d/%d (%.2f s audio)", index + 1, total, chunk.duration_s)
                 yield chunk
 
+    def _render_settings(self, request: SynthesisRequest) -> _Render:
+        """Style pack, speaker mapping and instruct controls for one request."""
+        controls = Controls()
+        if request.instruct:
+            controls = realise(
+                parse_instruct(request.instruct),
+                engine=self.name,
+                supported=self.capabilities.instruct_controls,
+            )
+            log.info("instruction %r → %s", request.instruct, describe(controls))
+        speed = min(SPEED_MAX, max(SPEED_MIN, request.speed * controls.speed))
+        profile = request.profile
+        if profile is not None:
+            if profile.engine != self.name:
+                raise InvalidInput(
+                    f"voice was enrolled for engine {profile.engine}, not {self.name}; enroll it again here"
+                )
+            return _Render(profile.style, _mapping(profile), speed, controls)
+        voice = request.voice or self.default_voice
+        if voice not in self.packs:
+            raise InvalidInput(self._unknown_voice(voice))
+        return _Render(self.packs[voice], None, speed, controls)
+
     def _sentence(
-        self, group: list[Span], pack: np.ndarray, mapping: Mapping | None, speed: float, last: bool
+        self, group: list[Span], render: _Render, last: bool
     ) -> tuple[list[Sentence], np.ndarray, float]:
         started = time.perf_counter()
         with self._frontend_lock:
             sentences = self.frontend.phonemize(group)
-        audio = self._render(sentences, pack, speed, last)
-        if mapping is not None and audio.size:
-            audio = convert(analyse(audio, SAMPLE_RATE), mapping)
-        return sentences, audio, time.perf_counter() - started
+        audio = self._render(sentences, render.pack, render.speed, last)
+        return sentences, render.apply(audio), time.perf_counter() - started
 
     def _render(self, sentences: list[Sentence], pack: np.ndarray, speed: float, last: bool) -> np.ndarray:
         parts = []
@@ -186,6 +202,35 @@ class KokoroEngine:
 
     def _unknown_voice(self, voice: str) -> str:
         return f"unknown voice {voice!r} for engine kokoro; choose one of {', '.join(sorted(self.packs))}"
+
+
+@dataclass(frozen=True)
+class _Render:
+    pack: np.ndarray
+    mapping: Mapping | None  # cloned voice
+    speed: float
+    controls: Controls
+
+    def apply(self, audio: np.ndarray) -> np.ndarray:
+        """Speaker conversion and the pitch / volume parts of an instruction."""
+        c = self.controls
+        pitch = c.pitch_semitones != 0 or c.pitch_range != 1
+        if audio.size and (self.mapping is not None or pitch):
+            features = analyse(audio, SAMPLE_RATE)
+            mapping = self.mapping
+            if mapping is None:  # a stock voice: map it onto itself, only the pitch moves
+                try:
+                    own = stats([features])
+                except ValueError:  # too little voiced speech in this piece to move its pitch
+                    own = None
+                mapping = Mapping(own, own, np.zeros(0, np.float32), 0.0) if own else None
+            if mapping is not None:
+                audio = convert(
+                    features, replace(mapping, pitch_semitones=c.pitch_semitones, pitch_range=c.pitch_range)
+                )
+        if c.volume_db:
+            audio = audio * np.float32(10 ** (c.volume_db / 20))
+        return audio
 
 
 def _mapping(profile: VoiceProfile) -> Mapping:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,6 @@ class _BaseVoice:
     name: str
     features: list[WorldFeatures]
     stats: SpeakerStats
-    embedding: np.ndarray
 
 
 class Enroller:
@@ -57,6 +57,7 @@ class Enroller:
         self.engine = engine
         self.encoder = encoder
         self._bases: dict[str, _BaseVoice] = {}
+        self._embeddings: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def enroll(
@@ -71,9 +72,8 @@ class Enroller:
         budget = budget or Budget()
         started = time.perf_counter()
         target_embedding = self.encoder.embed(prompt.samples, prompt.sample_rate)
-        candidates = [self._base(v.name) for v in self.engine.voices()]
-        scores = {b.name: similarity(target_embedding, b.embedding) for b in candidates}
-        base = max(candidates, key=lambda b: scores[b.name])
+        scores = {v.name: similarity(target_embedding, self._embedding(v.name)) for v in self.engine.voices()}
+        base = self._base(max(scores, key=lambda name: scores[name]))
         log.info("closest stock voice %s (SIM %.3f)", base.name, scores[base.name])
         try:
             target = stats([analyse(prompt.samples, prompt.sample_rate)])
@@ -120,21 +120,28 @@ class Enroller:
         )
 
     def warm(self) -> None:
-        """Synthesise and analyse the calibration set for every stock voice now, not on first use."""
+        """Embed every stock voice now rather than on the first enrollment."""
         for voice in self.engine.voices():
-            self._base(voice.name)
+            self._embedding(voice.name)
+
+    def _calibration(self, voice: str) -> list[np.ndarray]:
+        return [synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples for t in CALIBRATION]
+
+    def _embedding(self, voice: str) -> np.ndarray:
+        """A stock voice's speaker embedding on the calibration set (cached)."""
+        with self._lock:
+            if voice not in self._embeddings:
+                audio = np.concatenate(self._calibration(voice))
+                self._embeddings[voice] = self.encoder.embed(audio, self.engine.capabilities.sample_rate)
+            return self._embeddings[voice]
 
     def _base(self, voice: str) -> _BaseVoice:
+        """WORLD features and statistics of a stock voice on the calibration set (cached)."""
         with self._lock:
             if voice not in self._bases:
-                audio = [
-                    synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples
-                    for t in CALIBRATION
-                ]
                 rate = self.engine.capabilities.sample_rate
-                features = [analyse(a, rate) for a in audio]
-                embedding = self.encoder.embed(np.concatenate(audio), rate)
-                self._bases[voice] = _BaseVoice(voice, features, stats(features), embedding)
+                features = [analyse(a, rate) for a in self._calibration(voice)]
+                self._bases[voice] = _BaseVoice(voice, features, stats(features))
             return self._bases[voice]
 
     def _tune(
@@ -146,7 +153,9 @@ class Enroller:
         seed: int,
         budget: Budget,
     ) -> tuple[np.ndarray, float, float]:
-        import cma  # imported here: only enrollment needs it
+        with warnings.catch_warnings():  # cma announces that matplotlib (for its plots) is absent
+            warnings.simplefilter("ignore", UserWarning)
+            import cma
 
         rate = self.engine.capabilities.sample_rate
 

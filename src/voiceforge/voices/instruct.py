@@ -29,9 +29,13 @@ becomes a slight change the other way; a negated emotion, dialect or request is 
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, cast, get_args
+
+from voiceforge.errors import InvalidInput, Unsupported
 
 Emotion = Literal[
     "neutral", "happy", "sad", "angry", "soft", "excited", "calm", "serious", "surprised", "fearful"
@@ -46,7 +50,10 @@ EMOTION_PROSODY: dict[Emotion, tuple[float, float, float, float]] = {  # speed �
     "calm": (0.95, 0, 0.8, -1), "serious": (0.95, -1, 0.85, 0), "surprised": (1.05, 2, 1.5, 1),
     "fearful": (1.08, 1, 1.2, -2),
 }  # fmt: skip
-_EMOTION_ZH = dict(zip(EMOTIONS, ["中性", "开心", "伤心", "愤怒", "温柔", "兴奋", "平静", "严肃", "惊讶", "害怕"], strict=True))
+_EMOTION_ZH: dict[Emotion, str] = {
+    "neutral": "中性", "happy": "开心", "sad": "伤心", "angry": "愤怒", "soft": "温柔", "excited": "兴奋",
+    "calm": "平静", "serious": "严肃", "surprised": "惊讶", "fearful": "害怕",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,19 +80,368 @@ class _Tok(NamedTuple):
 
 # (display name, English, more Chinese names, English pattern); "X话" also matches "X方言" / "X dialect"
 _DIALECTS = [
-    ("四川话", "Sichuanese", "川话", "sichuanese"), ("粤语", "Cantonese", "广东话", "cantonese"),
+    ("四川话", "Sichuanese", "川话", "sichuan(?:ese)?(?: dialect)?"),
+    ("粤语", "Cantonese", "广东话", "cantonese"),
     ("东北话", "Northeastern Mandarin", "", "northeast(?:ern)? (?:mandarin|dialect)"),
-    ("上海话", "Shanghainese", "沪语", "shanghainese"), ("天津话", "Tianjin", "", ""),
+    ("上海话", "Shanghainese", "沪语", "shanghai(?:nese)?(?: dialect)?"), ("天津话", "Tianjin", "", ""),
     ("闽南话", "Hokkien", "闽南语 台语 台湾话", "hokkien|minnan|southern min|taiwanese"),
     ("河南话", "Henan", "", ""), ("山东话", "Shandong", "", ""), ("陕西话", "Shaanxi", "", ""),
     ("山西话", "Shanxi", "", ""), ("湖南话", "Hunan", "长沙话", ""), ("湖北话", "Hubei", "武汉话", ""),
     ("重庆话", "Chongqing", "", ""), ("贵州话", "Guizhou", "", ""), ("云南话", "Yunnan", "", ""),
     ("甘肃话", "Gansu", "", ""), ("宁夏话", "Ningxia", "", ""), ("南京话", "Nanjing", "", ""),
     ("杭州话", "Hangzhou", "", ""), ("苏州话", "Suzhou", "", ""), ("温州话", "Wenzhou", "", ""),
-    ("北京话", "Beijing", "京片子", ""), ("客家话", "Hakka", "", "hakka"), ("潮汕话", "Teochew", "", "teochew"),
-    ("吴语", "Wu", "", "wu chinese"), ("方言", "a dialect", "", "dialect"),
+    ("北京话", "Beijing", "京片子", ""), ("客家话", "Hakka", "", "hakka"),
+    ("潮汕话", "Teochew", "", "teochew"),
+    ("吴语", "Wu", "", "wu chinese|wu dialect"), ("方言", "unspecified", "", "dialect"),
 ]  # fmt: skip
-_DIALECT_EN = {
-    name: en if " " in en or en[0].islower() or pat else f"{en} dialect" for name, en, _, pat in _DIALECTS
-}
+_DIALECT_EN = {name: en for name, en, _, _ in _DIALECTS}
 
+
+_LEXICON: list[tuple[_Tok, str, str]] = [  # token, Chinese words, English regex (tried in this order)
+    (_Tok("dir", "speed", 1), "快 快速 加快 加速 飞快 迅速 急促 赶快",
+     r"fast(?:er)?|quick(?:ly|er)?|rapid(?:ly)?|hurried(?:ly)?|brisk(?:ly)?|speed up"),
+    (_Tok("dir", "speed", -1), "慢 慢慢 放慢 缓慢 减速 慢速 缓缓 慢吞吞",
+     r"slow(?:ly|er)?(?: down)?|leisurely|unhurried"),
+    (_Tok("dir", "volume", 1), "大声 响亮 洪亮 高声 大点声 放声 喊 大喊 呐喊 吼",
+     r"loud(?:ly|er)?|shout(?:ing)?|yell(?:ing)?|speak up|raise (?:your |the )?voice"),
+    (_Tok("dir", "volume", -1), "小声 轻声 低声 小点声 细声", r"quiet(?:ly|er)?|lower (?:your |the )?voice"),
+    (_Tok("dir", "pitch", 1), "高音 尖 尖细 高亢 尖锐", r"high(?:er)?[- ]pitched"),
+    (_Tok("dir", "pitch", -1), "低沉 低音 浑厚 深沉", r"deep(?:er)?|low(?:er)?[- ]pitched"),
+    (_Tok("dir", "range", 1), "抑扬顿挫 有起伏 富有感情 有感情 声情并茂 生动 感情丰富 夸张",
+     r"lively|expressive(?:ly)?|animated(?:ly)?|dynamic(?:ally)?"),
+    (_Tok("dir", "range", -1), "平淡 单调 平稳 毫无感情 没有感情 没感情 面无表情 机械 呆板 平铺直叙",
+     r"flat(?:ly|ter)?|monoton(?:e|ous|ously)|deadpan|robotic(?:ally)?"),
+    (_Tok("unsup", "whisper"), "耳语 悄悄话 悄悄 低语 气声 气音 窃窃私语", r"whisper(?:ing|ed|s|y)?"),
+    (_Tok("unsup", "singing"), "唱 唱歌 哼唱 说唱", r"sing(?:ing|s)?|sung|rap(?:ping)?|chant(?:ing)?"),
+    (_Tok("unsup", "role-play"), "扮演 模仿 假装 角色 童声 小孩 老人 机器人",
+     r"role-?play(?:ing)?|pretend(?:ing)?|imitat(?:e|ing)|impersonat(?:e|ing)|act(?:ing)? as|in the voice of"
+     r"|robot|child|kid|old (?:man|woman)"),
+    (_Tok("unsup", "accent"), "口音", r"accent(?:ed)?"),
+    *((_Tok("dialect", name), f"{name} {name[:-1] + '方言' if name.endswith('话') else ''} {zh}",
+       pat or (f"{en.lower()}(?:ese)? dialect" if name.endswith("话") else ""))
+      for name, en, zh, pat in _DIALECTS),
+    (_Tok("emo", "happy"), "开心 高兴 快乐 愉快 欢快 喜悦 欢乐 愉悦 欢喜 积极 乐观 笑着 微笑 活泼 俏皮 轻快",
+     r"happ(?:y|ily|ier)|cheerful(?:ly)?|joyful(?:ly)?|glad(?:ly)?|upbeat|delighted|friendly|smiling|laughing"),
+    (_Tok("emo", "sad"), "伤心 悲伤 难过 悲痛 忧伤 沮丧 哀伤 悲哀 失落 伤感 哭腔 哭着 委屈 忧郁"
+     " 不开心 不高兴 痛苦",
+     r"sad(?:ly|der|ness)?|sorrowful(?:ly)?|unhapp(?:y|ily)|depressed|melancholy|gloom(?:y|ily)|mournful(?:ly)?"
+     r"|tearful(?:ly)?|crying|heartbroken"),
+    (_Tok("emo", "angry"), "愤怒 生气 恼火 气愤 暴躁 发火 恼怒 怒气冲冲 愤慨 怒",
+     r"angr(?:y|ily|ier)|furious(?:ly)?|mad|irritated|annoyed|enraged"),
+    (_Tok("emo", "soft"), "温柔 柔和 轻柔 温和 柔声 轻轻 甜美 亲切 温暖 轻声细语",
+     r"soft(?:ly|er)?|gentl(?:e|y|er)|tender(?:ly)?|warm(?:ly)?|sweet(?:ly)?"),
+    (_Tok("emo", "excited"), "激动 兴奋 兴高采烈 热情 激昂 慷慨激昂 亢奋 热烈",
+     r"excited(?:ly)?|enthusiastic(?:ally)?|thrilled|energetic(?:ally)?"),
+    (_Tok("emo", "calm"), "平静 冷静 淡定 从容 沉着 平和 舒缓 安静 镇定 放松 悠闲",
+     r"calm(?:ly|er)?(?: down)?|relaxed|peaceful(?:ly)?|soothing(?:ly)?|composed|seren(?:e|ely)"),
+    (_Tok("emo", "serious"), "严肃 认真 郑重 庄重 正式 严厉 一本正经 庄严",
+     r"serious(?:ly)?|solemn(?:ly)?|stern(?:ly)?|formal(?:ly)?|grave(?:ly)?"),
+    (_Tok("emo", "surprised"), "惊讶 吃惊 惊奇 诧异 震惊 惊喜 意外",
+     r"surprised(?:ly)?|astonished|amazed|shocked"),
+    (_Tok("emo", "fearful"), "害怕 恐惧 惊恐 紧张 胆怯 担心 恐慌 颤抖 畏惧",
+     r"fearful(?:ly)?|scared|afraid|frightened|terrified|nervous(?:ly)?|anxious(?:ly)?|timid(?:ly)?"),
+    (_Tok("emo", "neutral"), "中性 中立", r"neutral(?:ly)?"),
+    (_Tok("deg", level=0.5, attach="pre"), "稍微 稍稍 稍 略微 略 有点儿 有点 有一点 有些 微微 轻微", ""),
+    (_Tok("deg", level=0.5, attach="post"), "一点儿 一点 一些 点儿 点 些 一丢丢", ""),
+    (_Tok("deg", level=0.5, attach="either"), "",
+     r"slightly|somewhat|a (?:little )?bit|a little|a tad|a touch|kind of|sort of|marginally"),
+    (_Tok("deg", level=1.6, attach="pre"), "很 非常 特别 十分 相当 挺 太 格外 分外", ""),
+    (_Tok("deg", level=1.6, attach="post"), "很多 许多 多了 得多 不少", ""),
+    (_Tok("deg", level=1.6, attach="either"), "",
+     r"very|much|really|quite|a lot|lots|so|way|far|too|extra|considerably|significantly"),
+    (_Tok("deg", level=3.0, attach="pre"), "极其 极度 极为 极 最 尽可能 尽量 超级 超 无比", ""),
+    (_Tok("deg", level=3.0, attach="post"), "极了 至极 到极致", ""),
+    (_Tok("deg", level=3.0, attach="either"), "",
+     r"extremely|super|incredibly|as possible|as you can|maximally"),
+    (_Tok("neg"), "不要 别 不 勿 不用 不必 不能 不太 没有 无需 避免 不需要 不可 切勿 莫",
+     r"not|never|no|without|avoid|less|[a-z]+n['’]t"),
+    (_Tok("topic", "range"), "起伏 抑扬", r"pitch range|intonation|range"),
+    (_Tok("topic", "speed"), "语速 速度 节奏 速", r"speed|pace|rate|tempo"),
+    (_Tok("topic", "volume"), "音量 声量 嗓门", r"volume|loudness"),
+    (_Tok("topic", "pitch"), "音调 声调 音高 调子 语调 调门", r"pitch|tone"),
+    (_Tok("topic", "voice"), "声音 嗓音 声线", r"voice"),
+    (_Tok("adir", "pitch", 1), "高", r"high(?:er)?"),
+    (_Tok("adir", "pitch", -1), "低", r"low(?:er)?"),
+    (_Tok("adir", "volume", 1), "大 响", ""),
+    (_Tok("adir", "volume", -1), "小 轻", ""),
+    (_Tok("adir", "range", 1), "", r"wider|broader"),
+    (_Tok("adir", "range", -1), "", r"narrower"),
+    (_Tok("adir", "", 1), "升高 提高 调高 加大 增大 增加 提升 拉高 升", r"up|raise|increase|boost"),
+    (_Tok("adir", "", -1), "降低 调低 减小 减少 放低 压低 降 减", r"down|reduce|decrease|drop"),
+    (_Tok("skip"), "最后 最好 一下 好好 大家 小心 高度 一般 大概 大约 一句话", ""),
+]  # fmt: skip
+_CONTENT = frozenset({"dir", "adir", "emo", "dialect", "unsup"})
+
+
+def _build_lexer() -> tuple[re.Pattern[str], dict[str, _Tok], list[_Tok]]:
+    zh: dict[str, _Tok] = {}
+    en: list[_Tok] = []
+    parts: list[str] = []
+    for tok, words, pattern in _LEXICON:
+        for word in words.split():
+            assert word not in zh, f"{word} appears twice in the instruction lexicon"
+            zh[word] = tok
+        if pattern:
+            parts.append(f"(?P<e{len(en)}>(?<![a-z])(?:{pattern})(?![a-z]))")
+            en.append(tok)
+    words_rx = "|".join(re.escape(w) for w in sorted(zh, key=len, reverse=True))
+    return re.compile("|".join([f"(?P<zh>{words_rx})", *parts]), re.IGNORECASE), zh, en
+
+
+_LEX_RX, _ZH_WORDS, _EN_TOKS = _build_lexer()
+_CLAUSE_RX = re.compile(
+    r"[，,。!！?？;；\n]|(?<![0-9])\.|\.(?![0-9])|(?<![a-z])(?:and|but|then)(?![a-z])|并且|而且|同时|然后|但是",
+    re.IGNORECASE,
+)
+_NUM = r"(?P<n>[0-9]+(?:\.[0-9]+)?|[零一二两三四五六七八九十]+(?:点[零一二三四五六七八九]+)?)"
+_DIGITS = r"(?P<n>[0-9]+(?:\.[0-9]+)?)"
+_ZH_DIGITS = {c: str(i) for i, c in enumerate("零一二三四五六七八九")} | {"两": "2"}
+_SPEED_RULES: list[tuple[str, Callable[[re.Match[str], float], float]]] = [  # pattern, speed from match
+    (rf"(快|慢)了?\s*{_NUM}\s*倍", lambda m, x: (x if x > 1 else 1 + x) ** (1 if m[1] == "快" else -1)),
+    (r"(快|慢)了?一半", lambda m, x: 1.5 if m[1] == "快" else 0.5),
+    (rf"(快|慢)了?\s*{_NUM}\s*[%％]", lambda m, x: 1 + x / 100 * (1 if m[1] == "快" else -1)),
+    (rf"{_NUM}\s*[%％]\s*(faster|slower)", lambda m, x: 1 + x / 100 * (-1 if m[2] == "slower" else 1)),
+    (rf"{_NUM}\s*times\s+(faster|slower|as fast)", lambda m, x: 1 / x if m[2] == "slower" else x),
+    (r"twice as fast|double (?:the )?speed", lambda m, x: 2.0),
+    (r"half (?:the )?speed|half as fast|半速", lambda m, x: 0.5),
+    (rf"{_NUM}\s*(?:倍速|倍的?(?:语速|速度)|[x×](?![a-z]))", lambda m, x: x),
+    (rf"(?<![a-z])[x×]\s*{_DIGITS}", lambda m, x: x),
+    (rf"(?:语速|速度|speed|rate|pace|tempo)\s*(?:is|of|to|at|=|:|：|为|是|调到|调成|调为|设为|设置为|改为)?\s*{_DIGITS}"
+     r"\s*倍?", lambda m, x: x),
+]  # fmt: skip
+_SPEED_RXS = [(re.compile(p, re.IGNORECASE), f) for p, f in _SPEED_RULES]
+_SHIFT_RXS = [  # (pattern, control): a signed or unsigned amount in dB or semitones
+    (re.compile(rf"(?P<s>[+\-−]?)\s*{_NUM}\s*(?:dB|分贝|decibels?)(?![a-z])", re.IGNORECASE), "volume"),
+    (re.compile(rf"(?P<s>[+\-−]?)\s*{_NUM}\s*个?\s*(?:semitones?|半音)", re.IGNORECASE), "pitch"),
+]
+_DOWN_RX = re.compile(
+    r"降|减|低|小|轻|弱|(?<![a-z])(?:quiet|soft|lower|down|reduce|decrease|less|minus|drop)", re.I
+)
+_UP_RX = re.compile(r"升|提|增|加|高|大|响|(?<![a-z])(?:loud|raise|high|up|increase|more|boost|plus)", re.I)
+
+
+_NEUTRAL = {"speed": 1.0, "volume": 0.0, "pitch": 0.0, "range": 1.0}
+
+
+@dataclass
+class _Acc:
+    """What the clauses read so far ask for (unclamped)."""
+
+    values: dict[str, float] = field(default_factory=lambda: dict(_NEUTRAL))
+    touched: set[str] = field(default_factory=set)  # controls the instruction sets itself
+    emotion: Emotion = "neutral"
+    emotion_degree: float = 1.0
+    dialect: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+
+    def nudge(self, control: str, sign: int, degree: float) -> None:
+        self.touched.add(control)
+        if control in ("speed", "range"):
+            self.values[control] *= (1.2 if control == "speed" else 1.25) ** (sign * degree)
+        else:
+            step = 2.0 if control == "pitch" else 4.0 if sign > 0 else 6.0
+            self.values[control] += step * sign * degree
+
+
+def parse_instruct(text: str) -> Controls:
+    """Read a zh/en/mixed instruction into controls; never fails on text of at most 200 characters."""
+    raw = text.strip()
+    if len(raw) > MAX_CHARS:
+        raise InvalidInput(
+            f"instruction is {len(raw)} characters; at most {MAX_CHARS}",
+            detail={"length": len(raw), "max": MAX_CHARS},
+        )
+    if not raw:
+        return Controls()
+    acc = _Acc()
+    for clause in _CLAUSE_RX.split(raw):
+        if clause.strip():
+            _read_clause(clause, acc)
+    speed, pitch, spread, volume = EMOTION_PROSODY[acc.emotion]
+    d = acc.emotion_degree
+    preset = {"speed": speed**d, "volume": volume * d, "pitch": pitch * d, "range": spread**d}
+    v = {k: acc.values[k] if k in acc.touched else preset[k] for k in preset}
+    return Controls(
+        speed=round(_clamp(v["speed"], SPEED_LIMITS), 3),
+        volume_db=round(_clamp(v["volume"], VOLUME_LIMITS), 1),
+        pitch_semitones=round(_clamp(v["pitch"], PITCH_LIMITS), 2),
+        pitch_range=round(_clamp(v["range"], RANGE_LIMITS), 3),
+        emotion=acc.emotion,
+        dialect=acc.dialect,
+        unsupported=tuple(acc.unsupported),
+        raw=raw,
+    )
+
+
+def _read_clause(clause: str, acc: _Acc) -> None:
+    clause, numeric = _read_numbers(clause, acc)
+    toks = []
+    for m in _LEX_RX.finditer(clause):
+        tok = _ZH_WORDS[m[0]] if m.lastgroup == "zh" else _EN_TOKS[int(str(m.lastgroup)[1:])]
+        if tok.arg == "accent":
+            tok = tok._replace(arg=_accent(clause[: m.start()]))
+        toks.append(tok)
+    content = [i for i, t in enumerate(toks) if t.kind in _CONTENT]
+    degree: dict[int, float] = {}
+    negated: set[int] = set()
+    for i, t in enumerate(toks):
+        after, before = [j for j in content if j > i][:1], [j for j in content if j < i][-1:]
+        if t.kind == "neg":
+            negated.update(after)
+        elif t.kind == "deg":
+            targets = {"pre": after, "post": before or after, "either": after or before}[t.attach]
+            for j in targets:
+                degree[j] = max(degree.get(j, 0.0), t.level)
+    bound: set[int] = set()
+    for i in content:
+        t = toks[i]
+        if t.kind in ("dir", "adir"):
+            control = t.arg if t.kind == "dir" else _bind(toks, i, bound)
+            if control and control not in numeric:
+                no = i in negated  # "不要太快": a slight change the other way
+                acc.nudge(control, -t.sign if no else t.sign, 0.5 if no else degree.get(i, 1.0))
+        elif i in negated:
+            continue  # "不要伤心", "don't whisper": asks for nothing
+        elif t.kind == "emo":
+            acc.emotion, acc.emotion_degree = cast(Emotion, t.arg), degree.get(i, 1.0)
+        elif t.kind == "dialect":
+            acc.dialect = t.arg
+        elif t.arg not in acc.unsupported:
+            acc.unsupported.append(t.arg)
+
+
+def _bind(toks: list[_Tok], i: int, bound: set[int]) -> str:
+    """The control a bare direction ("高", "提高", "up") changes: the topic just before it if no other
+    direction took it ("音量提高"), else the next free one ("提高音量"), else its own default."""
+    prev = next((j for j in range(i - 1, -1, -1) if toks[j].kind == "topic"), None)
+    j = prev if prev is not None and prev not in bound else None
+    j = j if j is not None else next((k for k in range(i + 1, len(toks)) if toks[k].kind == "topic"), None)
+    if j is None or j in bound:
+        return toks[i].arg
+    bound.add(j)
+    return (toks[i].arg or "volume") if toks[j].arg == "voice" else toks[j].arg
+
+
+def _read_numbers(clause: str, acc: _Acc) -> tuple[str, set[str]]:
+    """Apply "1.5倍速", "speed 1.2x", "慢一半", "+3 dB", "降低两个半音"; blank them out of the clause and
+    return the controls so set, whose words in this clause then only give the direction."""
+    numeric: set[str] = set()
+    sign = -1 if _DOWN_RX.search(clause) and not _UP_RX.search(clause) else 1
+    for rx, rule in _SPEED_RXS:
+        for m in list(rx.finditer(clause)):
+            clause = clause[: m.start()] + " " * (m.end() - m.start()) + clause[m.end() :]
+            x = _number(m["n"]) if "n" in rx.groupindex else 1.0
+            if x is not None and x > 0:
+                acc.values["speed"] = rule(m, x)
+                acc.touched.add("speed")
+                numeric.add("speed")
+    for rx, control in _SHIFT_RXS:
+        for m in list(rx.finditer(clause)):
+            clause = clause[: m.start()] + " " * (m.end() - m.start()) + clause[m.end() :]
+            x = _number(m["n"])
+            if x is not None:
+                acc.values[control] += x * (-1 if m["s"] in ("-", "−") else 1 if m["s"] == "+" else sign)
+                acc.touched.add(control)
+                numeric.add(control)
+    return clause, numeric
+
+
+def _number(text: str) -> float | None:
+    """'1.5', '两', '一点五', '十二' → a finite float; None for a numeral we do not read."""
+    if text[0].isascii():
+        x = float(text)
+        return x if math.isfinite(x) else None
+    whole, _, frac = text.partition("点")
+    tens, ten, ones = whole.partition("十")
+    if not ten:
+        tens, ones = "", whole
+    try:
+        n = (int(_zh_digits(tens)) if tens else 1) * 10 if ten else 0
+        return float(f"{n + (int(_zh_digits(ones)) if ones else 0)}.{_zh_digits(frac) or 0}")
+    except (KeyError, ValueError):  # a second 十, or a numeral too long for float
+        return None
+
+
+def _zh_digits(text: str) -> str:
+    return "".join(_ZH_DIGITS[c] for c in text)
+
+
+_NOT_ACCENT_NAMES = {"a", "an", "the", "with", "in", "thick", "strong", "heavy", "slight", "light", "fake"}
+
+
+def _accent(before: str) -> str:
+    """'accent: British' from the words before "accent" / "口音"; plain 'accent' when none name it."""
+    en = re.search(r"([a-z]+)[\s-]*$", before, re.IGNORECASE)
+    if en and en[1].lower() not in _NOT_ACCENT_NAMES:
+        return f"accent: {en[1].capitalize()}"
+    zh = re.search(r"[\u4e00-\u9fff]{1,4}$", before.rstrip(" 的"))
+    name = re.sub(r"^.*(?:带|用|有|着|点|种|的|浓|轻微|略微|稍微|些许)", "", zh[0]) if zh else ""
+    return f"accent: {name}" if name else "accent"
+
+
+def _clamp(x: float, limits: tuple[float, float]) -> float:
+    return min(max(x, limits[0]), limits[1])
+
+
+_CANNOT = {
+    "dialect": "speak a dialect", "whisper": "whisper", "singing": "sing", "role-play": "play a role",
+    "accent": "speak with an accent", "emotion": "express an emotion", "speed": "change speed",
+    "volume": "change volume", "pitch": "change pitch",
+}  # fmt: skip
+
+
+def realise(controls: Controls, *, engine: str, supported: frozenset[str]) -> Controls:
+    """Check that `engine`, which follows the instruction features in `supported` ("speed", "volume",
+    "pitch", "emotion", "dialect", …), can do what `controls` ask; raise `Unsupported` naming what not.
+
+    An emotion covers the prosody its preset implies; without one, each changed control needs its
+    feature (pitch range counts as pitch)."""
+    wanted = [tuple(item.split(": ", 1)) if ": " in item else (item, "") for item in controls.unsupported]
+    if controls.dialect:
+        wanted.insert(0, ("dialect", controls.dialect))
+    if controls.emotion != "neutral":
+        wanted.append(("emotion", controls.emotion))
+    else:
+        changed = {"speed": controls.speed != 1, "volume": controls.volume_db != 0,
+                   "pitch": controls.pitch_semitones != 0 or controls.pitch_range != 1}  # fmt: skip
+        wanted += [(name, "") for name, on in changed.items() if on]
+    missing = [(name, what) for name, what in wanted if name not in supported]
+    if missing:
+        cannot = " or ".join(_CANNOT.get(n, f"follow '{n}'") + (f" ({w})" if w else "") for n, w in missing)
+        order = ["speed", "volume", "pitch", "emotion", "dialect"]
+        names = [n for n in order if n in supported] + sorted(supported - set(order))
+        listing = ", ".join(f"emotion ({', '.join(EMOTIONS[1:])})" if n == "emotion" else n for n in names)
+        raise Unsupported(
+            f"engine {engine} cannot {cannot}; supported instructions: {listing or 'none'}",
+            detail={"engine": engine, "unsupported": [n for n, _ in missing], "instruction": controls.raw},
+        )
+    return controls
+
+
+_DESCRIBE_WORDS = {"zh": ("语速", "音量", "分贝", "音调", "半音", "起伏"),
+                   "en": ("speed", "volume", "dB", "pitch", "st", "range")}  # fmt: skip
+
+
+def describe(controls: Controls, lang: Literal["zh", "en"] = "en") -> str:
+    """A short summary for logs and the UI, e.g. "speed ×0.9, pitch −1 st, sad"."""
+    zh, c = lang == "zh", controls
+    dialect = c.dialect if zh or c.dialect is None else f"{_DIALECT_EN.get(c.dialect, c.dialect)} dialect"
+    w = _DESCRIBE_WORDS[lang]
+    parts = [
+        f"{w[0]} ×{_fmt(c.speed)}" if c.speed != 1 else "",
+        f"{w[1]} {_signed(c.volume_db)} {w[2]}" if c.volume_db else "",
+        f"{w[3]} {_signed(c.pitch_semitones)} {w[4]}" if c.pitch_semitones else "",
+        f"{w[5]} ×{_fmt(c.pitch_range)}" if c.pitch_range != 1 else "",
+        (_EMOTION_ZH[c.emotion] if zh else c.emotion) if c.emotion != "neutral" else "",
+        dialect or "",
+        f"{'不支持' if zh else 'unsupported'}: {', '.join(c.unsupported)}" if c.unsupported else "",
+    ]
+    return ("，" if zh else ", ").join(p for p in parts if p) or ("默认" if zh else "default")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _signed(x: float) -> str:
+    return ("+" if x > 0 else "−") + _fmt(abs(x))
