@@ -19,9 +19,11 @@ import cn2an
 from hibari.g2p import normalize as hibari_normalize
 from hibari.g2p import numbers as en_numbers
 
+from voiceforge.text.split import HAN_RANGES
+
 Lang = Literal["zh", "en"]
 
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN = HAN_RANGES
 _HAN_RE = re.compile(f"[{_HAN}]")
 _LETTER_RE = re.compile(f"([{_HAN}])|[A-Za-zÀ-ÖØ-öø-ÿ]")
 _NON_HAN_RUN_RE = re.compile(f"[^{_HAN}\n]+")

@@ -15,7 +15,8 @@ Lang = Literal["zh", "en"]
 # newline. ASCII "." only counts before whitespace or the end, so "3.5" and "e.g.x" stay whole.
 SENTENCE_END = re.compile(r"""(?:[。！？!?；;…]+|\.(?=\s|$)|\n)[”’"')）」』】]*\s*""")
 CLAUSE_END = re.compile(r"[，,、：:—]+\s*")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (ext. A, unified, compatibility)
+_HAN = re.compile(f"[{HAN_RANGES}]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 
