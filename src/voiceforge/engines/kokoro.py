@@ -137,9 +137,8 @@ class KokoroEngine:
             )
         total = len(plan.groups)
         offset = 0.0
-        # Up to `parallel` sentences are phonemised and synthesised at once; chunks still leave
-        # in order. On a small CPU, one-thread sessions side by side beat one two-thread session
-        # (bench/engine.py), and G2P of the next sentence hides behind inference of this one.
+        # Up to `parallel` sentences are phonemised and synthesised at once (VOICEFORGE_PARALLEL);
+        # chunks still leave in order.
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="kokoro") as pool:
             pending: deque[Future[tuple[list[Sentence], np.ndarray, float]]] = deque()
             for index in range(total):
@@ -248,10 +247,17 @@ def _mapping(profile: VoiceProfile) -> Mapping:
 
 
 def _threading(threads: int, parallel: int) -> tuple[int, int]:
-    """Threads per model run × sentences at once, filling the cores when either is left at 0."""
+    """Threads per model run × sentences at once, filling the cores when either is left at 0.
+
+    With both at 0: every core on one run, sentences in turn. One-thread runs side by side are
+    ~10 % faster on multi-sentence text but ~50 % slower on a single sentence (bench/engine.py),
+    and most requests are a sentence or two.
+    """
     cores = os.cpu_count() or 1
+    if not threads and not parallel:
+        return cores, 1
     if not parallel:
-        parallel = max(1, cores // threads) if threads else cores
+        parallel = max(1, cores // threads)
     if not threads:
         threads = max(1, cores // parallel)
     return threads, parallel
