@@ -58,6 +58,7 @@ class Enroller:
         self.encoder = encoder
         self._bases: dict[str, _BaseVoice] = {}
         self._embeddings: dict[str, np.ndarray] = {}
+        self._audio: dict[str, list[np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def enroll(
@@ -125,7 +126,12 @@ class Enroller:
             self._embedding(voice.name)
 
     def _calibration(self, voice: str) -> list[np.ndarray]:
-        return [synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples for t in CALIBRATION]
+        """The calibration sentences in a stock voice; called under the lock, kept for `_base`."""
+        if voice not in self._audio:
+            self._audio[voice] = [
+                synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples for t in CALIBRATION
+            ]
+        return self._audio[voice]
 
     def _embedding(self, voice: str) -> np.ndarray:
         """A stock voice's speaker embedding on the calibration set (cached)."""
