@@ -23,7 +23,7 @@ import numpy as np
 import soxr
 
 from voiceforge.asr.scoring import cer, wer
-from voiceforge.asr.whisper import Transcriber, bundled_model_dir
+from voiceforge.asr.whisper import Transcriber
 from voiceforge.audio.decode import decode
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.config import Settings
@@ -57,7 +57,7 @@ def main() -> None:
     settings = Settings()
     engine = KokoroEngine.from_settings(settings)
     encoder = SpeakerEncoder.load()
-    asr = Transcriber(bundled_model_dir(settings.cache_dir))
+    asr = Transcriber.from_settings(settings)
     enroller = Enroller(engine, encoder)
     budget = Budget(population=args.population, generations=args.generations)
     clips = json.loads((args.clips / "manifest.json").read_text(encoding="utf-8"))["clips"]

@@ -256,7 +256,7 @@ def _library(settings: Settings) -> VoiceLibrary:
 def _clone(
     settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None, seed: int
 ) -> ClonedVoice:
-    from voiceforge.asr.whisper import Transcriber, bundled_model_dir
+    from voiceforge.asr.whisper import Transcriber
     from voiceforge.engines.kokoro import KokoroEngine
     from voiceforge.errors import Unsupported
     from voiceforge.voices.cloning import clone
@@ -269,7 +269,7 @@ def _clone(
         raise Unsupported(f"engine {engine.name} does not enroll voices locally")
 
     def transcriber() -> Transcriber:
-        return Transcriber(settings.whisper_model or bundled_model_dir(settings.cache_dir), settings.threads)
+        return Transcriber.from_settings(settings)
 
     enroller = Enroller(engine, SpeakerEncoder.load())
     return clone(
@@ -288,13 +288,12 @@ def transcribe(
     language: Annotated[str | None, typer.Option(help="zh, en, …; default: detect")] = None,
 ) -> None:
     """Print what is said in AUDIO (bundled Whisper base)."""
-    from voiceforge.asr.whisper import Transcriber, bundled_model_dir
+    from voiceforge.asr.whisper import Transcriber
 
     if not audio.is_file():
         raise InvalidInput(f"audio file {str(audio)!r} does not exist")
     settings = Settings()
-    model_dir = settings.whisper_model or bundled_model_dir(settings.cache_dir)
-    result = Transcriber(model_dir, settings.threads).transcribe(audio, language=language)
+    result = Transcriber.from_settings(settings).transcribe(audio, language=language)
     typer.echo(result.text)
 
 
@@ -331,7 +330,7 @@ def doctor() -> None:
 
 
 def _doctor_checks(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
-    from voiceforge.asr.whisper import Transcriber, bundled_model_dir
+    from voiceforge.asr.whisper import Transcriber
     from voiceforge.engines.base import SynthesisRequest, synthesize
     from voiceforge.engines.registry import create_engine
     from voiceforge.text.frontend import Frontend
@@ -348,9 +347,7 @@ def _doctor_checks(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
         return f"{result.duration_s:.2f} s of audio"
 
     def whisper() -> str:
-        directory = settings.whisper_model or bundled_model_dir(settings.cache_dir)
-        Transcriber(directory, settings.threads)
-        return str(directory)
+        return str(Transcriber.from_settings(settings).model_dir)
 
     def g2p() -> str:
         return Frontend().prepare("今天 ok.")[0].phonemes

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from voiceforge.config import Settings
 from voiceforge.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Transcriber:
     """faster-whisper over a CTranslate2 model directory, int8 on the CPU."""
 
     def __init__(self, model_dir: Path, threads: int = 0) -> None:
+        self.model_dir = model_dir
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory never needs the hub
         from faster_whisper import WhisperModel
 
@@ -102,6 +104,11 @@ class Transcriber:
             )
         except Exception as e:  # CTranslate2 raises RuntimeError/ValueError for a bad directory
             raise ModelUnavailable(f"cannot load the Whisper model from {str(model_dir)!r}: {e}") from e
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Transcriber:
+        """The configured Whisper directory, or the bundled base model joined into the cache."""
+        return cls(settings.whisper_model or bundled_model_dir(settings.cache_dir), settings.threads)
 
     def transcribe(
         self, audio: np.ndarray | str | Path, language: str | None = None, beam_size: int = 5
