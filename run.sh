@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Set up (once) and start voiceforge. Until the HTTP service lands this checks the install and
-# speaks a demo sentence into outputs/demo.wav.
+# Set up (once) and start voiceforge on http://127.0.0.1:7860 (HOST=0.0.0.0 PORT=… to change).
+# Output goes to the terminal and to logs/runtime.log.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
 ensure_venv ""
-
-voiceforge doctor
-mkdir -p outputs
-voiceforge say "今天天气很好, let's go to the park." -o outputs/demo.wav
-echo "demo written to outputs/demo.wav"
+export HF_HUB_OFFLINE=1
+exec voiceforge serve "$@"

@@ -283,6 +283,49 @@ def _clone(
 
 
 @app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(envvar="HOST", help="address to bind (default 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(envvar="PORT", help="port (default 7860)")] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="serve a network without API keys (not recommended)")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (and web UI) with a local engine worker pool."""
+    import uvicorn
+
+    from voiceforge.server.app import auth_required, create_app
+    from voiceforge.server.logs import configure_logging
+
+    overrides: dict[str, object] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    if insecure_no_auth:
+        overrides["insecure_no_auth"] = True
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    runtime_log = configure_logging(settings)
+    required = auth_required(settings)
+    log.info(
+        "voiceforge serving on http://%s:%d (auth %s; log %s)",
+        settings.host,
+        settings.port,
+        "on" if required else "off",
+        runtime_log,
+    )
+    uvicorn.run(
+        create_app(settings, auth_required=required),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
 def transcribe(
     audio: Annotated[Path, typer.Argument(help="an audio file")],
     language: Annotated[str | None, typer.Option(help="zh, en, …; default: detect")] = None,

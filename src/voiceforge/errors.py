@@ -54,3 +54,57 @@ class Overloaded(VoiceforgeError):
     """Too much work queued; retry later."""
 
     code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 2, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+
+class Unauthorized(VoiceforgeError):
+    """No credentials, or credentials that are wrong, revoked or expired."""
+
+    code = "unauthorized"
+
+
+class Forbidden(VoiceforgeError):
+    """Valid credentials without the scope this needs."""
+
+    code = "forbidden"
+
+
+class TooLarge(VoiceforgeError):
+    """The request body, upload or text is bigger than the configured limit."""
+
+    code = "too_large"
+
+
+class RateLimited(VoiceforgeError):
+    """Too many requests from one key or address, or a quota is spent."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+
+class EngineUnavailable(VoiceforgeError):
+    """The engine is down, restarting, or its circuit breaker is open; retry later."""
+
+    code = "engine_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+
+class Timeout(VoiceforgeError):
+    """The work took longer than the configured limit."""
+
+    code = "timeout"
+
+
+class Conflict(VoiceforgeError):
+    """The request clashes with the current state (a finished job, a completed upload)."""
+
+    code = "conflict"

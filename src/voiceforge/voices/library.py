@@ -1,8 +1,6 @@
 """The voice library: cloned voices as a database row plus files under ``<data_dir>/voices/<id>/``.
 
-Rows live in one ``voices`` table, SQLite by default (WAL, busy timeout: safe for threads and
-processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes. The table is
-created on first use; there is no Alembic yet, so a schema change needs a migration before release.
+Rows live in the ``voices`` table of the shared database (:mod:`voiceforge.db`).
 Files are written atomically and a row is committed only once its files are in place. Ids are
 checked against their exact pattern before any path is built, so no caller string reaches the disk.
 """
@@ -18,7 +16,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import unicodedata
 import uuid
 import zipfile
@@ -26,16 +23,16 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, URL, DateTime, String, Text, create_engine, event, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import JSON, DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from voiceforge.db import Base, Database, aware, utcnow
 from voiceforge.errors import InvalidInput, NotFound
 from voiceforge.voices.profile import VoiceProfile
 
@@ -44,7 +41,6 @@ log = logging.getLogger(__name__)
 MAX_NAME = 64
 MAX_EXPORT_BYTES = 64 * 1024 * 1024  # total uncompressed size of an import
 MAX_PROFILE_BYTES = 16 * 1024 * 1024  # total uncompressed arrays inside a profile .npz (~0.6 MB real)
-BUSY_TIMEOUT_MS = 30_000
 _ID = re.compile(r"voice_[0-9a-f]{16}")
 _FORMAT = re.compile(r"[a-z0-9]{1,8}")
 _SAFE_ZIP = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # bz2/lzma decompress without a size bound
@@ -71,11 +67,7 @@ class VoiceRecord:
     meta: dict[str, Any]  # enrollment figures (SIM, duration, notes), JSON-serialisable
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class _VoiceRow(_Base):
+class _VoiceRow(Base):
     __tablename__ = "voices"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -95,25 +87,17 @@ class _VoiceRow(_Base):
 class VoiceLibrary:
     """Cloned voices on disk, looked up by id or by name (case-insensitive)."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, *, db: Database | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.voices_dir = self.data_dir / "voices"
-        default = URL.create("sqlite", database=str(self.data_dir / "voiceforge.db"))
-        url = make_url(database_url) if database_url else default
-        self._engine = create_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            _sqlite_setup(self._engine)
-        self._reads = sessionmaker(self._engine, expire_on_commit=False)
-        # Writes begin with BEGIN IMMEDIATE on SQLite: a read-then-write transaction would otherwise
-        # fail with "database is locked" at once when another process wrote in between.
-        self._writes = sessionmaker(
-            self._engine.execution_options(voiceforge_write=True), expire_on_commit=False
-        )
-        self._schema_lock = threading.Lock()
-        self._schema_ready = False
+        self._own_db = db is None
+        self.db = db or Database(self.data_dir, database_url)
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._own_db:
+            self.db.close()
 
     # -- queries ---------------------------------------------------------------------------------
     def list(self) -> builtins.list[VoiceRecord]:
@@ -153,7 +137,7 @@ class VoiceLibrary:
             with self._tx(write=True) as s:
                 row = _resolve(s, ref, for_update=True)
                 _check_free(s, name, _RENAME_HINT, but=row.id)
-                row.name, row.name_key, row.updated_at = name, _key(name), _now()
+                row.name, row.name_key, row.updated_at = name, _key(name), utcnow()
         except IntegrityError as e:  # a concurrent writer on a database without BEGIN IMMEDIATE
             raise InvalidInput(_clash(name, _RENAME_HINT)) from e
         return _record(row)
@@ -177,7 +161,7 @@ class VoiceLibrary:
                 row.profile_digest = new.digest()
             if consent is not None:
                 row.consent = bool(consent)
-            row.updated_at = _now()
+            row.updated_at = utcnow()
         return _record(row)
 
     def delete(self, ref: str) -> None:
@@ -260,7 +244,7 @@ class VoiceLibrary:
         try:
             _write_atomic(folder / f"prompt.{prompt_format}", prompt)
             _write_atomic(folder / "profile.npz", profile.to_bytes())
-            now = _now()
+            now = utcnow()
             row = _VoiceRow(id=voice_id, name=clean, name_key=_key(clean), language=profile.language,
                             transcript=profile.transcript, consent=bool(consent), engine=profile.engine,
                             prompt_format=prompt_format, profile_digest=profile.digest(), meta=meta,
@@ -285,41 +269,13 @@ class VoiceLibrary:
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back (files restored) on error."""
-        self._ensure_schema()
-        with (self._writes if write else self._reads)() as s:
+        with self.db.session(write=write) as s:
             try:
-                with s.begin():
-                    yield s
+                yield s
             except BaseException:
                 if "restore" in s.info:
                     _write_atomic(*s.info["restore"])
                 raise
-
-    def _ensure_schema(self) -> None:
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            db = self._engine.url.database
-            if self._engine.dialect.name == "sqlite" and db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
-            with self._engine.execution_options(voiceforge_write=True).begin() as conn:
-                _Base.metadata.create_all(conn)
-            self._schema_ready = True
-
-
-def _sqlite_setup(engine: Any) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # first: switching to WAL may wait
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("voiceforge_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _resolve(s: Session, ref: object, *, for_update: bool = False) -> _VoiceRow:
@@ -450,13 +406,5 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _record(row: _VoiceRow) -> VoiceRecord:
     values = {f.name: getattr(row, f.name) for f in dataclasses.fields(VoiceRecord)}
-    values.update(created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), meta=dict(row.meta))
+    values.update(created_at=aware(row.created_at), updated_at=aware(row.updated_at), meta=dict(row.meta))
     return VoiceRecord(**values)
-
-
-def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)  # SQLite drops the zone
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -1,0 +1,100 @@
+"""The one database: voices, jobs, API keys, audit rows, upload sessions.
+
+SQLite by default (``<data_dir>/voiceforge.db``; WAL and a busy timeout make it safe for threads
+and processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes. Every
+table declares itself on :class:`Base`; the schema is created on first use. There is no Alembic
+yet, so a schema change needs a migration before release.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Database:
+    """An engine plus read and write sessions, each one transaction."""
+
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        default = URL.create("sqlite", database=str(Path(data_dir) / "voiceforge.db"))
+        url = make_url(database_url) if database_url else default
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_setup(self.engine)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        # Writes begin with BEGIN IMMEDIATE on SQLite: a read-then-write transaction would otherwise
+        # fail with "database is locked" at once when another process wrote in between.
+        self._writes = sessionmaker(
+            self.engine.execution_options(voiceforge_write=True), expire_on_commit=False
+        )
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        self.ensure_schema()
+        with (self._writes if write else self._reads)() as s, s.begin():
+            yield s
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query (readiness check)."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def ensure_schema(self) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            db = self.engine.url.database
+            if self.engine.dialect.name == "sqlite" and db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            with self.engine.execution_options(voiceforge_write=True).begin() as conn:
+                Base.metadata.create_all(conn)
+            self._schema_ready = True
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _sqlite_setup(engine: Any) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # first: switching to WAL may wait
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("voiceforge_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

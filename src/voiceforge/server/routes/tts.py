@@ -1,0 +1,200 @@
+"""``POST /tts``: the simple contract mini-program and script clients already use.
+
+JSON or form in; ``{"success": true, "audio_url", "task_id", "duration", "sample_rate", "cached"}``
+out, or ``{"success": false, "error", "code", "detail"}`` with 400/401/413/429/503/504.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voiceforge.errors import InvalidInput, TooLarge
+from voiceforge.server.auth import Principal, require
+from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed, decode_base64
+from voiceforge.server.state import Services, services
+from voiceforge.service.speech import Output, infer_mode, new_task_id
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["tts"])
+
+MAX_TEXT = 200  # the contract's limit
+
+
+class TtsRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="1–200 characters")]
+    prompt_audio: str | None = Field(default=None, description="3–15 s recording, base64 (any container)")
+    voice_id: str | None = Field(default=None, description="a stock voice or a saved voice's id or name")
+    prompt_text: str | None = Field(default=None, max_length=1000, description="what the prompt says")
+    mode: ModeName | None = Field(default=None, description="default: from what is given")
+    instruct: str | None = Field(default=None, max_length=500, description="e.g. 用四川话说, slower")
+    seed: Seed = 1
+    speed: Speed = 1.0
+    format: FormatName = "wav"
+
+
+class TtsResponse(BaseModel):
+    success: bool = True
+    audio_url: str
+    task_id: str
+    duration: float
+    sample_rate: int
+    cached: bool
+    notes: list[str] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    success: bool = False
+    error: str
+    code: str
+    detail: Any = None
+
+
+_schema = TtsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why}
+    for code, why in {
+        400: "bad input",
+        401: "missing or bad key",
+        413: "body too large",
+        429: "rate limited (Retry-After)",
+        503: "queue full or engine down (Retry-After)",
+        504: "timed out",
+    }.items()
+}
+
+
+@router.post(
+    "/tts",
+    response_model=TtsResponse,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _schema},
+                "application/x-www-form-urlencoded": {"schema": _schema},
+            },
+        }
+    },
+)
+async def tts(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    principal: Annotated[Principal, Depends(require("tts"))],
+) -> TtsResponse:
+    """Speak ``text`` in a stock, saved or prompt-cloned voice; returns a URL to the audio."""
+    body = await _parse(request, svc.settings.max_body_bytes)
+    task_id = new_task_id()
+    request.state.task_id = task_id
+    prompt = (
+        decode_base64(body.prompt_audio, "prompt_audio", svc.settings.max_upload_bytes)
+        if body.prompt_audio
+        else None
+    )
+    speech = svc.speech
+    stock = speech.stock_voices()
+    cloned = prompt is not None or (body.voice_id is not None and body.voice_id not in stock)
+    mode = body.mode or infer_mode(body.instruct, cloned=cloned)
+    if mode in ("zero_shot", "cross_lingual") and not cloned:
+        raise InvalidInput(
+            f"mode {mode} clones a voice: send prompt_audio (base64) or a saved voice's voice_id"
+        )
+    if mode == "preset" and prompt is not None:
+        raise InvalidInput("mode preset speaks a stock voice; drop prompt_audio or use mode zero_shot")
+    log.info(
+        "[%s] received /tts: %d chars, mode %s, %s",
+        task_id,
+        len(body.text),
+        mode,
+        "prompt audio" if prompt else f"voice {body.voice_id or 'default'}",
+    )
+
+    voice_key = await _voice_key(svc, body, prompt)
+    key = speech.cache_key(
+        voice_key,
+        body.text,
+        mode=mode,
+        instruct=body.instruct,
+        speed=body.speed,
+        seed=body.seed,
+        fmt=body.format,
+    )
+    notes: list[str] = []
+    output = speech.remembered(key)
+    if output is None:
+
+        def work() -> tuple[Output, list[str]]:
+            if (hit := speech.cached(key)) is not None:
+                return hit, []
+            voice = speech.resolve(
+                body.voice_id, prompt=prompt, prompt_text=body.prompt_text, seed=body.seed, task_id=task_id
+            )
+            req = speech.request(
+                body.text, voice, mode=mode, instruct=body.instruct, speed=body.speed, seed=body.seed
+            )
+            return speech.render(task_id, req, body.format, cache_key=key), list(voice.notes)
+
+        output, notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
+    assert output is not None
+    if output.cached:
+        log.info("[%s] cache hit: %s", task_id, output.name)
+    return TtsResponse(
+        audio_url=str(request.base_url).rstrip("/") + output.url,
+        task_id=output.task_id,
+        duration=output.duration,
+        sample_rate=output.sample_rate,
+        cached=output.cached,
+        notes=notes,
+    )
+
+
+async def _voice_key(svc: Services, body: TtsRequest, prompt: bytes | None) -> str:
+    from starlette.concurrency import run_in_threadpool
+
+    if prompt is None and (body.voice_id is None or body.voice_id in svc.speech.stock_voices()):
+        return svc.speech.voice_key(body.voice_id, None, None, body.seed)
+    return await run_in_threadpool(svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, body.seed)
+
+
+async def _parse(request: Request, limit: int) -> TtsRequest:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"request body is {int(length) // 1024} KiB; at most {limit // 1024} KiB is accepted")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_part_size=limit)
+        data = {k: _utf8(v) for k, v in form.items() if isinstance(v, str)}
+    else:
+        raw = await request.body()
+        if len(raw) > limit:
+            raise TooLarge(f"request body is {len(raw) // 1024} KiB; at most {limit // 1024} KiB is accepted")
+        import json
+
+        try:
+            data = json.loads(raw) if raw else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"the body is not valid JSON ({e}); send JSON or a form") from e
+        if not isinstance(data, dict):
+            raise InvalidInput('the body must be a JSON object such as {"text": "你好"}')
+    try:
+        return TtsRequest.model_validate(data)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from e
+
+
+def _utf8(value: str) -> str:
+    """Undo mojibake from clients that post raw UTF-8 in a url-encoded form (read as Latin-1)."""
+    if value.isascii() or any(ord(c) > 0xFF for c in value):
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return value

@@ -1,0 +1,345 @@
+"""Speech orchestration: voice → cache → engine → encode → store, one log line per stage.
+
+Everything here blocks (it runs on worker threads); the server awaits it through the pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import unicodedata
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import DateTime, Float, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from voiceforge.audio.encode import AudioFormat, encode, parse_format
+from voiceforge.db import Base, Database, utcnow
+from voiceforge.engines.base import AudioChunk, Mode, SynthesisRequest, check_supported
+from voiceforge.errors import InvalidInput, NotFound
+from voiceforge.service.models import Models
+from voiceforge.service.storage import Storage
+from voiceforge.voices.instruct import parse_instruct
+from voiceforge.voices.library import VoiceLibrary, VoiceRecord
+from voiceforge.voices.profile import VoiceProfile
+
+log = logging.getLogger(__name__)
+
+CACHE_MEMORY = 4096  # cache entries kept in memory in front of the outputs table
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A resolved voice: a stock name or a cloned profile, and what identifies it in cache keys."""
+
+    key: str
+    name: str | None = None
+    profile: VoiceProfile | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Output:
+    task_id: str
+    name: str  # file name in storage: <task_id>.<ext>
+    duration: float
+    sample_rate: int
+    format: str
+    cached: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"/outputs/{self.name}"
+
+
+class _OutputRow(Base):
+    __tablename__ = "outputs"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    duration: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), index=True)
+
+
+Progress = Callable[[int, int, str], None]  # (sentences done, total, stage)
+
+
+class SpeechService:
+    def __init__(
+        self, models: Models, library: VoiceLibrary, storage: Storage, db: Database, clones_dir: Path
+    ) -> None:
+        self.models = models
+        self.library = library
+        self.storage = storage
+        self.db = db
+        self.clones_dir = Path(clones_dir)
+        self._memory: OrderedDict[str, Output] = OrderedDict()
+        self._memory_lock = threading.Lock()
+
+    # -- voices ----------------------------------------------------------------------------------
+    def stock_voices(self) -> list[str]:
+        return [v.name for v in self.models.engine.voices()]
+
+    def voice_key(self, voice: str | None, prompt: bytes | None, prompt_text: str | None, seed: int) -> str:
+        """What identifies the voice in a cache key, computed without enrolling anything."""
+        if prompt is not None:
+            digest = hashlib.sha256(prompt).hexdigest()
+            return f"prompt:{digest}:{_norm(prompt_text or '')}:{seed}"
+        if voice is None or voice in self.stock_voices():
+            return f"stock:{voice or ''}"
+        return f"library:{self._saved(voice).profile_digest}"
+
+    def resolve(
+        self,
+        voice: str | None = None,
+        *,
+        prompt: bytes | None = None,
+        prompt_text: str | None = None,
+        seed: int = 1,
+        task_id: str = "-",
+    ) -> Voice:
+        """A stock voice, a saved one (by id or name), or a prompt recording cloned (cached)."""
+        if prompt is not None and voice is not None:
+            raise InvalidInput("give either a prompt recording or a voice, not both")
+        if prompt is not None:
+            return self._cloned(prompt, prompt_text, seed, task_id)
+        if voice is None or voice in self.stock_voices():
+            return Voice(key=f"stock:{voice or ''}", name=voice)
+        record = self._saved(voice)
+        log.info("[%s] voice %s (%s)", task_id, record.name, record.id)
+        return Voice(key=f"library:{record.profile_digest}", profile=self.library.profile(record.id))
+
+    def _saved(self, voice: str) -> VoiceRecord:
+        try:
+            return self.library.get(voice)
+        except NotFound:
+            raise InvalidInput(
+                f"unknown voice {voice[:80]!r}; choose a stock voice ({', '.join(self.stock_voices())}) "
+                "or a saved one (GET /v1/voices lists them)"
+            ) from None
+
+    def _cloned(self, prompt: bytes, prompt_text: str | None, seed: int, task_id: str) -> Voice:
+        key = self.voice_key(None, prompt, prompt_text, seed)
+        cache_name = hashlib.sha256(f"{self.models.engine.name}|{key}".encode()).hexdigest()
+        path = self.clones_dir / f"{cache_name}.npz"
+        if path.is_file():
+            path.touch()  # retention counts from the last use
+            log.info("[%s] prompt already enrolled (cached voice)", task_id)
+            return Voice(key=key, profile=VoiceProfile.load(path))
+        log.info("[%s] decoding and enrolling prompt (%d bytes)", task_id, len(prompt))
+        started = time.perf_counter()
+        cloned = self.models.clone(prompt, transcript=prompt_text, seed=seed)
+        log.info(
+            "[%s] prompt %d Hz ok, %.1f s speech, transcript %s; enrolled in %.1f s",
+            task_id,
+            cloned.prompt.original_rate,
+            cloned.prompt.speech_s,
+            cloned.transcript_source,
+            time.perf_counter() - started,
+        )
+        self.clones_dir.mkdir(parents=True, exist_ok=True)
+        cloned.profile.save(path)
+        return Voice(key=key, profile=cloned.profile, notes=tuple(cloned.prompt.notes))
+
+    # -- requests --------------------------------------------------------------------------------
+    def request(
+        self,
+        text: str,
+        voice: Voice,
+        *,
+        mode: Mode | None = None,
+        instruct: str | None = None,
+        speed: float = 1.0,
+        seed: int = 1,
+    ) -> SynthesisRequest:
+        """A checked engine request; the mode defaults from what was given."""
+        if not text.strip():
+            raise InvalidInput("text is empty; give the words to speak")
+        instruct = instruct if instruct and instruct.strip() else None
+        mode = mode or infer_mode(instruct, cloned=voice.profile is not None)
+        if mode == "preset" and voice.profile is not None:
+            raise InvalidInput("mode 'preset' speaks a stock voice; use zero_shot for a cloned or saved one")
+        if instruct:
+            parse_instruct(instruct)
+        request = SynthesisRequest(
+            text=text,
+            voice=voice.name,
+            speed=speed,
+            seed=seed,
+            mode=mode,
+            instruct=instruct,
+            profile=voice.profile,
+        )
+        check_supported(self.models.engine, request)
+        return request
+
+    def cache_key(
+        self, voice_key: str, text: str, *, mode: str, instruct: str | None, speed: float, seed: int, fmt: str
+    ) -> str:
+        """engine + voice + normalised text + parameters + seed: equal keys give equal audio."""
+        parts = {
+            "engine": self.models.engine.name,
+            "voice": voice_key,
+            "text": _norm(text),
+            "mode": mode,
+            "instruct": _norm(instruct or ""),
+            "speed": round(speed, 3),
+            "seed": seed,
+            "format": fmt,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def remembered(self, key: str) -> Output | None:
+        """A cache hit from memory only (no database): cheap enough for the event loop."""
+        with self._memory_lock:
+            hit = self._memory.get(key)
+        if hit is None or not self.storage.exists(hit.name):
+            return None
+        return Output(hit.task_id, hit.name, hit.duration, hit.sample_rate, hit.format, cached=True)
+
+    def cached(self, key: str) -> Output | None:
+        """The stored output for ``key`` when it still exists."""
+        with self._memory_lock:
+            hit = self._memory.get(key)
+            if hit is not None:
+                self._memory.move_to_end(key)
+        if hit is None:
+            with self.db.session() as s:
+                row = s.scalars(
+                    select(_OutputRow)
+                    .where(_OutputRow.cache_key == key)
+                    .order_by(_OutputRow.created_at.desc())
+                ).first()
+                if row is None:
+                    return None
+                hit = Output(row.task_id, row.name, row.duration, row.sample_rate, row.format)
+            self._remember(key, hit)
+        if not self.storage.exists(hit.name):
+            with self._memory_lock:
+                self._memory.pop(key, None)
+            return None
+        return Output(hit.task_id, hit.name, hit.duration, hit.sample_rate, hit.format, cached=True)
+
+    def render(
+        self,
+        task_id: str,
+        request: SynthesisRequest,
+        fmt: AudioFormat | str,
+        *,
+        cache_key: str | None = None,
+        progress: Progress | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Output:
+        """Synthesise the whole request, encode it and store it as ``<task_id>.<ext>``."""
+        fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
+        chunks: list[np.ndarray] = []
+        rate = self.models.engine.capabilities.sample_rate
+        for chunk in self.stream(task_id, request, cancelled=cancelled):
+            chunks.append(chunk.samples)
+            rate = chunk.sample_rate
+            if progress:
+                progress(chunk.index + 1, chunk.total, "synthesising")
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        data = encode(samples, rate, fmt)
+        log.info("[%s] encoded %s (%d bytes)", task_id, fmt.value, len(data))
+        name = f"{task_id}.{fmt.extension}"
+        self.storage.put(name, data)
+        output = Output(task_id, name, round(len(samples) / rate, 3), rate, fmt.value)
+        with self.db.session(write=True) as s:
+            s.add(
+                _OutputRow(
+                    task_id=task_id,
+                    name=name,
+                    cache_key=cache_key,
+                    format=fmt.value,
+                    duration=output.duration,
+                    sample_rate=rate,
+                    created_at=utcnow(),
+                )
+            )
+        if cache_key:
+            self._remember(cache_key, output)
+        log.info("[%s] saved outputs/%s (%.2f s of audio)", task_id, name, output.duration)
+        return output
+
+    def stream(
+        self, task_id: str, request: SynthesisRequest, *, cancelled: threading.Event | None = None
+    ) -> Iterator[AudioChunk]:
+        """The engine's chunks, logged per sentence; stops between sentences when cancelled."""
+        engine = self.models.engine
+        log.info(
+            "[%s] synthesising %d characters with %s (%s)",
+            task_id,
+            len(request.text),
+            engine.name,
+            request.mode,
+        )
+        for chunk in engine.stream(request):
+            seconds = len(chunk.samples) / chunk.sample_rate
+            log.info(
+                "[%s] synthesising %d/%d (%.2f s audio in %.2f s)",
+                task_id,
+                chunk.index + 1,
+                chunk.total,
+                seconds,
+                chunk.compute_s,
+            )
+            yield chunk
+            if cancelled is not None and cancelled.is_set():
+                log.info("[%s] cancelled after sentence %d/%d", task_id, chunk.index + 1, chunk.total)
+                return
+
+    def output(self, task_id: str) -> Output:
+        with self.db.session() as s:
+            row = s.get(_OutputRow, task_id)
+            if row is None:
+                raise NotFound(f"no output for task {task_id[:80]!r}")
+            return Output(row.task_id, row.name, row.duration, row.sample_rate, row.format)
+
+    def expire(self, older_than_s: float) -> int:
+        """Retention: drop old outputs, their index rows and unused cloned prompts."""
+        removed = self.storage.expire(older_than_s)
+        cutoff = time.time() - older_than_s
+        if self.clones_dir.is_dir():
+            for path in self.clones_dir.iterdir():
+                if path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        with self.db.session(write=True) as s:
+            rows = s.scalars(select(_OutputRow)).all()
+            for row in rows:
+                if not self.storage.exists(row.name):
+                    s.delete(row)
+        with self._memory_lock:
+            self._memory = OrderedDict((k, v) for k, v in self._memory.items() if self.storage.exists(v.name))
+        return removed
+
+    def _remember(self, key: str, output: Output) -> None:
+        with self._memory_lock:
+            self._memory[key] = output
+            self._memory.move_to_end(key)
+            while len(self._memory) > CACHE_MEMORY:
+                self._memory.popitem(last=False)
+
+
+def infer_mode(instruct: str | None, *, cloned: bool) -> Mode:
+    return "instruct" if instruct else "zero_shot" if cloned else "preset"
+
+
+def _norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
