@@ -22,7 +22,7 @@ from voiceforge.db import Database
 from voiceforge.engines.base import Engine
 from voiceforge.server import errors
 from voiceforge.server.middleware import RequestContext
-from voiceforge.server.routes import health, outputs, tts
+from voiceforge.server.routes import admin, health, jobs, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
 from voiceforge.service.breaker import CircuitBreaker
 from voiceforge.service.models import Models
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
     )
     errors.install(app)
     app.add_middleware(RequestContext)
-    for module in (tts, outputs, health):
+    for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
     return app
 
