@@ -21,6 +21,7 @@ from voiceforge.errors import InvalidInput, NotFound, VoiceforgeError
 
 if TYPE_CHECKING:
     from voiceforge.engines.base import Engine
+    from voiceforge.service.keys import KeyStore
     from voiceforge.voices.cloning import ClonedVoice
     from voiceforge.voices.library import VoiceLibrary
 
@@ -34,6 +35,8 @@ voices_app = typer.Typer(
     help="Voices: list, clone from a recording, rename, delete, export, import.", invoke_without_command=True
 )
 app.add_typer(voices_app, name="voices")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 log = logging.getLogger("voiceforge.cli")
 
@@ -247,6 +250,49 @@ def voices_import(
     typer.echo(f"imported {record.name} ({record.id})")
 
 
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what the key is for")],
+    scopes: Annotated[
+        str, typer.Option(help="comma-separated: tts, asr, voices, jobs, uploads, admin")
+    ] = "tts",
+    quota_chars: Annotated[int, typer.Option(help="characters per UTC day; 0 = unlimited")] = 0,
+) -> None:
+    """Create a key and print it once on stdout; only its hash is stored."""
+    record, key = _keys(Settings()).create(name, scopes, quota_chars)
+    quota = f"{record.quota_chars} chars/day" if record.quota_chars else "no quota"
+    typer.echo(f"created key {record.id} ({record.name}): {', '.join(record.scopes)}; {quota}", err=True)
+    typer.echo("it is shown only now; store it safely:", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never the keys themselves): id, name, scopes, quota, created, last used, state."""
+    for k in _keys(Settings()).list():
+        used = f"{k.last_used:%Y-%m-%d %H:%M}" if k.last_used else "never"
+        state = f"revoked {k.revoked:%Y-%m-%d %H:%M}" if k.revoked else "active"
+        quota = f"{k.quota_chars}/day" if k.quota_chars else "-"
+        typer.echo(
+            f"{k.id}  {k.name[:24]:24} {','.join(k.scopes):34} {quota:>10}  "
+            f"created {k.created:%Y-%m-%d %H:%M}  used {used}  {state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="ID", help="id from `keys list`")]) -> None:
+    """Revoke a key; running servers refuse it within VOICEFORGE_KEY_CACHE_S seconds."""
+    record = _keys(Settings()).revoke(key_id)
+    typer.echo(f"revoked {record.id} ({record.name})")
+
+
+def _keys(settings: Settings) -> KeyStore:
+    from voiceforge.db import Database
+    from voiceforge.service.keys import KeyStore
+
+    return KeyStore(Database(settings.data_dir, settings.database_url))
+
+
 def _library(settings: Settings) -> VoiceLibrary:
     from voiceforge.voices.library import VoiceLibrary
 
@@ -256,30 +302,12 @@ def _library(settings: Settings) -> VoiceLibrary:
 def _clone(
     settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None, seed: int
 ) -> ClonedVoice:
-    from voiceforge.asr.whisper import Transcriber
-    from voiceforge.engines.kokoro import KokoroEngine
-    from voiceforge.errors import Unsupported
-    from voiceforge.voices.cloning import clone
-    from voiceforge.voices.embedding import SpeakerEncoder
-    from voiceforge.voices.enroll import Enroller
+    from voiceforge.service.models import Models
 
     if not prompt.is_file():
         raise InvalidInput(f"prompt file {str(prompt)!r} does not exist")
-    if not isinstance(engine, KokoroEngine):
-        raise Unsupported(f"engine {engine.name} does not enroll voices locally")
-
-    def transcriber() -> Transcriber:
-        return Transcriber.from_settings(settings)
-
-    enroller = Enroller(engine, SpeakerEncoder.load())
-    return clone(
-        prompt.read_bytes(),
-        enroller=enroller,
-        transcriber=transcriber,
-        transcript=transcript,
-        language=language,
-        seed=seed,
-    )
+    models = Models(settings, engine_factory=lambda _settings: engine)
+    return models.clone(prompt.read_bytes(), transcript=transcript, language=language, seed=seed)
 
 
 @app.command()

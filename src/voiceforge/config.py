@@ -54,11 +54,67 @@ class Settings(BaseSettings):
     breaker_min_calls: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=60.0, gt=0)
 
+    # -- uploads and voices (service/uploads.py, server/routes/uploads.py and voices.py) ---------
+    upload_chunk_bytes: int = Field(default=4 * 2**20, ge=2**16, description="PUT size advised to clients")
+    max_upload_chunks: int = Field(default=1024, ge=1, description="chunks in one POST /v1/audio session")
+    max_upload_audio_s: float = Field(default=600.0, gt=0, description="audio an upload transcribes at most")
+    enroll_timeout_s: float = Field(default=300.0, gt=0, description="POST /v1/voices enrollment limit (504)")
+
+    # -- observability and admin (server/metrics.py, server/logstream.py, routes/admin.py) ------
+    retention_every_s: float = Field(default=600.0, gt=0, description="seconds between retention sweeps")
+    log_stream_backlog: int = Field(default=500, ge=1, description="recent lines kept for new log clients")
+    log_stream_queue: int = Field(default=2000, ge=1, description="lines queued per log client, then dropped")
+    log_stream_ping_s: float = Field(default=15.0, gt=0, description="heartbeat on idle log streams")
+    restart_drain_s: float = Field(
+        default=120.0, gt=0, description="restart waits this long for running work"
+    )
+    # Test and chaos facility (engines/faults.py): when set, the engine is wrapped so that it raises,
+    # hangs or returns garbage as this JSON file says, read at every call. Never set in production.
+    fault_file: Path | None = None
+
+    # -- OpenAI-compatible audio API (server/routes/openai.py) ------------------------------------
+    # Longest recording /v1/audio/transcriptions decodes; longer is a 400 before any decoding.
+    max_transcription_s: float = Field(default=600.0, gt=0, description="transcription audio limit")
+
     # -- auth and limits (server/auth.py, server/limits.py) ------------------------------------
     # "auto": required when bound to a non-loopback address; "on"/"off" force it.
     auth: Literal["auto", "on", "off"] = "auto"
     insecure_no_auth: bool = False  # explicit opt-out for a non-loopback bind
     jwt_secret: str | None = None  # HS256 bearer tokens are accepted when set
+    jwt_leeway_s: float = Field(default=30.0, ge=0, description="clock skew allowed on exp/nbf/iat")
+    jwt_issuer: str | None = None  # when set, tokens must carry this iss
+    jwt_audience: str | None = None  # when set, tokens must carry this aud
+    key_cache_s: float = Field(
+        default=10.0, ge=0, description="verified keys kept in memory (revocation lag)"
+    )
+    public_docs: bool = False  # /docs, /redoc, /openapi.json answer without a key when auth is on
+    # Rate limits (limits-library syntax, "10/minute;100/hour"; "" = none) per key, or per client
+    # address for anonymous callers. "auto": everyone except anonymous callers on loopback.
+    rate_limits: Literal["auto", "on", "off"] = "auto"
+    rate_limit_storage: str = "memory://"  # e.g. redis://host:6379 to share counts between nodes
+    rate_limit_tts: str = "60/minute"  # /tts, /v1/audio/speech (cached answers count too)
+    rate_limit_asr: str = "30/minute"
+    rate_limit_voices: str = "60/minute"
+    rate_limit_jobs: str = "300/minute"  # polling a job counts
+    rate_limit_uploads: str = "10/minute;100/hour"  # the earlier gateway's limits
+    rate_limit_admin: str = "120/minute"
+    rate_limit_auth_failures: str = "30/minute"  # missing or wrong credentials, per client address
+    # Audit rows (service/audit.py): "auto" = while auth is required.
+    audit: Literal["auto", "on", "off"] = "auto"
+    audit_retention_days: float = Field(default=90.0, gt=0)
+    # Sensitive-word filter (text/filter.py) on text to be spoken; a [category]-per-block word list
+    # file replaces the small built-in one.
+    word_filter: bool = True
+    word_list: Path | None = None
+    filter_prompt_text: bool = False  # also check a prompt's transcript
 
     # -- jobs (jobs/) ------------------------------------------------------------------------------
     webhook_secret: str | None = None  # HMAC-SHA256 key for webhook bodies
+    job_workers: int = Field(default=0, ge=0, description="jobs run at once; 0 = half the engine workers")
+    max_queued_jobs: int = Field(default=256, ge=1, description="jobs waiting to run before 503")
+    job_max_attempts: int = Field(default=3, ge=1, description="runs a job gets before it is dead-lettered")
+    max_job_items: int = Field(default=100, ge=1, description="items in one batch job")
+    max_job_audio_s: float = Field(default=1800.0, gt=0, description="transcription job audio length")
+    webhook_allow_private: bool = False  # allow loopback/private webhook targets (tests, trusted LANs)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_attempts: int = Field(default=5, ge=1, description="deliveries tried, with backoff between")

@@ -148,3 +148,24 @@ def test_health_and_readiness(server: Server) -> None:
         ready = c.get("/readyz").json()
         assert ready["status"] == "ready" and ready["checks"]["database"] is True
         assert c.get("/no/such/route").status_code == 404
+
+
+def test_timeout_is_504_and_full_queue_is_503(start_server: object) -> None:
+    import concurrent.futures
+
+    srv = start_server(  # type: ignore[operator]
+        VOICEFORGE_REQUEST_TIMEOUT_S="0.05", VOICEFORGE_WORKERS="1", VOICEFORGE_MAX_QUEUE="1"
+    )
+    texts = [f"Request number {i} waits in line behind the others." for i in range(6)]
+    with srv.client() as c, concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda t: c.post("/tts", json={"text": t}), texts))
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) <= {503, 504}, statuses
+    assert 503 in statuses and 504 in statuses, statuses
+    for r in answers:
+        body = r.json()
+        assert body["success"] is False and body["error"]
+        if r.status_code == 503:
+            assert int(r.headers["retry-after"]) >= 1 and "busy" in body["error"]
+        else:
+            assert body["code"] == "timeout" and "longer than" in body["error"]

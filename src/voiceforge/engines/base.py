@@ -54,6 +54,8 @@ class SynthesisRequest:
     mode: Mode = "preset"
     instruct: str | None = None
     profile: VoiceProfile | None = None  # a cloned voice (zero_shot / cross_lingual)
+    # Streaming: cut the first sentence after a clause so the first audio leaves sooner.
+    quick_start: bool = False
 
     def __post_init__(self) -> None:
         if not SPEED_MIN <= self.speed <= SPEED_MAX:

@@ -130,7 +130,7 @@ class KokoroEngine:
         check_supported(self, request)
         render = self._render_settings(request)
         with self._frontend_lock:
-            plan = self.frontend.plan(request.text)
+            plan = self.frontend.plan(request.text, quick_start=request.quick_start)
         if plan.dropped_tags:
             log.info(
                 "engine kokoro cannot render tags %s; they are left out of the speech", plan.dropped_tags

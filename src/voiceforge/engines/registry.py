@@ -26,4 +26,9 @@ def create_engine(settings: Settings) -> Engine:
         raise InvalidInput(
             f"unknown engine {settings.engine!r}; available: {', '.join(sorted(ENGINES))}"
         ) from None
-    return factory(settings)
+    engine = factory(settings)
+    if settings.fault_file is not None:  # tests and chaos drills only (engines/faults.py)
+        from voiceforge.engines.faults import FaultyEngine
+
+        return FaultyEngine(engine, settings.fault_file)
+    return engine

@@ -20,30 +20,49 @@ from voiceforge import __version__
 from voiceforge.config import Settings
 from voiceforge.db import Database
 from voiceforge.engines.base import Engine
+from voiceforge.errors import InvalidInput
+from voiceforge.jobs import create_backend
 from voiceforge.server import errors
+from voiceforge.server.auth import Authenticator, Guard
+from voiceforge.server.limits import Limiter
+from voiceforge.server.logstream import LogStream
 from voiceforge.server.middleware import RequestContext
 from voiceforge.server.routes import admin, health, jobs, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
+from voiceforge.service.audit import AuditLog
 from voiceforge.service.breaker import CircuitBreaker
+from voiceforge.service.chunked import ChunkedUploads
+from voiceforge.service.keys import KeyStore
 from voiceforge.service.models import Models
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
 from voiceforge.service.storage import LocalStorage
+from voiceforge.service.uploads import UploadService
+from voiceforge.text.filter import WordFilter
 from voiceforge.voices.library import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
-RETENTION_EVERY_S = 600.0
-
 
 def auth_required(settings: Settings) -> bool:
-    """Keys are required on any non-loopback bind unless explicitly waived, and when forced on."""
-    if settings.auth != "auto":
-        return settings.auth == "on"
+    """Keys are required on any non-loopback bind unless explicitly waived, and when forced on.
+
+    ``VOICEFORGE_AUTH=off`` alone does not open a network bind: only ``--insecure-no-auth`` does.
+    """
+    if settings.auth == "on":
+        return True
     loopback = settings.host in ("127.0.0.1", "localhost", "::1") or settings.host.startswith("127.")
-    if not loopback and settings.insecure_no_auth:
-        log.warning("serving %s WITHOUT authentication (--insecure-no-auth)", settings.host)
-    return not loopback and not settings.insecure_no_auth
+    if loopback:
+        return False
+    if not settings.insecure_no_auth:
+        if settings.auth == "off":
+            raise InvalidInput(
+                f"VOICEFORGE_AUTH=off does not switch auth off on the network address {settings.host}; "
+                "pass --insecure-no-auth as well if that is really meant"
+            )
+        return True
+    log.warning("serving %s WITHOUT authentication (--insecure-no-auth)", settings.host)
+    return False
 
 
 def worker_count(settings: Settings) -> int:
@@ -64,7 +83,23 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     speech = SpeechService(
         models, library, LocalStorage(settings.output_dir), db, settings.data_dir / "clones"
     )
-    return Services(settings, db, library, pool, speech, auth_required)
+    uploads = UploadService(settings, db, models)
+    keys = KeyStore(db)
+    auditing = settings.audit == "on" or (settings.audit == "auto" and auth_required)
+    audit = AuditLog(db, keys, enabled=auditing, retention_days=settings.audit_retention_days)
+    return Services(
+        settings,
+        db,
+        library,
+        pool,
+        speech,
+        auth_required,
+        auth=Authenticator(settings, keys, audit, required=auth_required),
+        limiter=Limiter(settings),
+        audit=audit,
+        words=WordFilter.load(settings.word_list) if settings.word_filter else None,
+        uploads=uploads,
+    )
 
 
 def create_app(settings: Settings | None = None, *, auth_required: bool = False) -> FastAPI:
@@ -72,8 +107,15 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs = LogStream.install(settings)  # first, so the start-up lines are in its backlog
         svc = build_services(settings, auth_required=auth_required)
         app.state.services = svc
+        svc.logs = logs
+        svc.speech.observer = svc.metrics
+        svc.metrics.watch(pool=svc.pool, models=svc.speech.models, logs=logs)
+        await run_in_threadpool(svc.auth.bootstrap)  # first start with auth on: an admin key, printed once
+        svc.audit.start()
+        await svc.limiter.restore(await run_in_threadpool(svc.audit.usage_today))
         engine: Engine = await run_in_threadpool(lambda: svc.speech.models.engine)
         await svc.pool.run(svc.speech.models.warm, breaker=False)
         log.info(
@@ -83,16 +125,25 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
             svc.pool.workers,
             svc.pool.max_queue,
         )
+        if svc.uploads is not None:  # upload tasks a stop left unfinished run again
+            sessions = ChunkedUploads(svc.uploads)
+            await run_in_threadpool(sessions.resume, lambda fn: svc.pool.submit(fn, breaker=False))
+        svc.jobs = create_backend(settings, svc.db, svc.pool, svc.speech)
+        await svc.jobs.start()  # jobs a crash left queued or running run again
+        svc.metrics.register_jobs(svc.jobs.counts)
         retention = asyncio.create_task(_retention(svc))
         try:
             yield
         finally:
+            await svc.jobs.stop()  # running jobs stop after their sentence and stay queued
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             await run_in_threadpool(svc.pool.shutdown)
+            await run_in_threadpool(svc.audit.close)
             svc.db.close()
             log.info("stopped")
+            logs.remove()
 
     app = FastAPI(
         title="voiceforge",
@@ -101,7 +152,9 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
+    # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
+    app.add_middleware(RequestContext, access_level=logging.INFO if settings.log_json else logging.DEBUG)
     for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
     return app
@@ -114,4 +167,4 @@ async def _retention(svc: Services) -> None:
             await run_in_threadpool(svc.speech.expire, svc.settings.retention_hours * 3600)
         except Exception:  # the sweep must keep running; the failure is logged whole
             log.exception("retention sweep failed")
-        await asyncio.sleep(RETENTION_EVERY_S)
+        await asyncio.sleep(svc.settings.retention_every_s)

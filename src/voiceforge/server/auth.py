@@ -1,36 +1,337 @@
 """Who is calling: API keys and JWT bearer tokens, and the scope each route needs.
 
-Routes declare ``Depends(require("tts"))``. When auth is off (a loopback bind without keys
-required) every caller is the local anonymous principal with every scope.
+Routes declare ``Depends(require("tts"))``. When auth is off (a loopback bind, or
+``--insecure-no-auth``) every caller is the local anonymous principal with every scope.
+
+When auth is required, :class:`Guard` (ASGI middleware) authenticates every request before any
+route runs, so a route that forgets ``require`` is still closed; ``require`` then checks the scope
+(403) and counts the request against its category's rate limit. Open without a credential:
+``/healthz`` and ``/readyz`` (probes), and ``/docs``, ``/redoc`` and ``/openapi.json`` only when
+``public_docs`` is set (the API description names every endpoint; closed by default). ``/metrics``
+needs any valid key (scrapers send ``bearer_token``).
+
+Credentials: ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``. Browsers cannot set
+headers on EventSource, WebSocket or ``<audio src>`` requests, so ``?api_key=`` (or
+``?access_token=``) is accepted too, but only on GET requests to event streams (``…/events``,
+``…/stream``), WebSockets and ``/outputs/``; anywhere else a query credential would end up in
+proxies' logs and browser history for nothing. Prefer a short-lived JWT there.
+
+Verified keys are cached for ``key_cache_s`` (a cached /tts costs no database read); a revoked
+key therefore stops working in a running server within that time (at once when revoked through
+this process). A key's last-used time is written at most once a minute, by the audit writer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
+import jwt
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-SCOPES = ("tts", "asr", "voices", "jobs", "uploads", "admin")
+from voiceforge.config import Settings
+from voiceforge.db import utcnow
+from voiceforge.errors import Forbidden, InvalidInput, RateLimited, Unauthorized, VoiceforgeError
+from voiceforge.server.errors import error_response, status_of
+from voiceforge.server.limits import AUDIT_CHARS, AUDIT_TEXT_SHA256, client_ip
+from voiceforge.server.logs import key_id, trace_id
+from voiceforge.service import keys as keystore
+
+if TYPE_CHECKING:
+    from voiceforge.server.state import Services
+    from voiceforge.service.audit import AuditLog
+    from voiceforge.service.keys import ApiKey, KeyStore
+
+log = logging.getLogger(__name__)
+
+SCOPES = keystore.SCOPES
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+TOUCH_EVERY_S = 60.0
+MIN_JWT_SECRET = 32
+HOW = (
+    "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (an admin creates keys with "
+    "`voiceforge keys create NAME --scopes tts`)"
+)
 
 
 @dataclass(frozen=True)
 class Principal:
-    id: str  # key id, JWT subject, or "anonymous"
+    id: str  # key id, "jwt:<subject>", or "anonymous"
     scopes: frozenset[str]
     kind: str = "anonymous"  # "key", "jwt" or "anonymous"
+    quota_chars: int = 0  # characters per UTC day; 0 = unlimited
 
 
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES))
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that returns the caller or raises Unauthorized/Forbidden."""
+class Authenticator:
+    """Turns a credential into a :class:`Principal`; owns the verified-key cache."""
+
+    def __init__(self, settings: Settings, keys: KeyStore, audit: AuditLog, *, required: bool) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.audit = audit
+        self.required = required
+        self.public_paths = PUBLIC_PATHS | (DOCS_PATHS if settings.public_docs else frozenset())
+        self.cache_s = settings.key_cache_s
+        self._cache: dict[str, tuple[Principal, float]] = {}  # sha256(key) -> (principal, expires)
+        self._touched: dict[str, float] = {}
+        secret = settings.jwt_secret
+        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET:
+            raise InvalidInput(
+                f"VOICEFORGE_JWT_SECRET is {len(secret.encode())} bytes; HS256 needs at least "
+                f"{MIN_JWT_SECRET} random bytes (make one: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+
+    def public(self, path: str) -> bool:
+        return path in self.public_paths
+
+    def bootstrap(self) -> str | None:
+        """On a first start with auth required and no keys at all, make an admin key and print it
+        once to stdout. Only stdout: the log handlers would also copy it into logs/runtime.log."""
+        if not self.required:
+            return None
+        key = self.keys.create_first_admin()
+        if key is None:
+            return None
+        bar = "=" * 78
+        sys.stdout.write(
+            f"\n{bar}\nvoiceforge: no API keys existed, so this admin key was created. It is shown\n"
+            "only this once; the server stores only its hash. Keep it somewhere safe:\n\n"
+            f"    {key}\n\n"
+            "Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. Make keys for\n"
+            "clients with `voiceforge keys create NAME --scopes tts`; lost it? create another\n"
+            f"with `voiceforge keys create admin --scopes admin` in this folder.\n{bar}\n\n"
+        )
+        sys.stdout.flush()
+        return key
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        """The caller named by the request's credential; Unauthorized if none or a bad one."""
+        credential = _credential(scope)
+        if credential is None:
+            raise Unauthorized(f"{scope['path']} needs an API key: {HOW}")
+        if credential.startswith(keystore.PREFIX):
+            return await self._key(credential)
+        if credential.count(".") == 2:
+            return self.verify_jwt(credential)
+        raise Unauthorized(f"the credential is neither an API key (vf_…) nor a JWT; {HOW}")
+
+    async def _key(self, key: str) -> Principal:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            principal = cached[0]
+        else:
+            record: ApiKey = await run_in_threadpool(self.keys.verify, key)
+            principal = Principal(record.id, frozenset(record.scopes), "key", record.quota_chars)
+            if self.cache_s > 0:
+                self._cache[digest] = (principal, now + self.cache_s)
+        if now - self._touched.get(principal.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+            self._touched[principal.id] = now
+            self.audit.touch(principal.id, utcnow())
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache (after revoking it in this process)."""
+        self._cache = {d: entry for d, entry in self._cache.items() if entry[0].id != key_id}
+
+    def verify_jwt(self, token: str) -> Principal:
+        """An HS256 token with ``sub``, ``exp`` and ``scope`` (space-separated) → Principal."""
+        s = self.settings
+        if s.jwt_secret is None:
+            raise Unauthorized(
+                "this server does not accept JWT bearer tokens (VOICEFORGE_JWT_SECRET is unset); "
+                "send an API key instead"
+            )
+        required = ["exp", "sub"] + (["iss"] if s.jwt_issuer else []) + (["aud"] if s.jwt_audience else [])
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                s.jwt_secret,
+                algorithms=["HS256"],
+                leeway=s.jwt_leeway_s,
+                issuer=s.jwt_issuer,
+                audience=s.jwt_audience,
+                options={"require": required, "verify_aud": s.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError as e:
+            exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+            when = datetime.fromtimestamp(float(exp), UTC).strftime("%Y-%m-%d %H:%M:%S") if exp else "?"
+            raise Unauthorized(
+                f"the bearer token expired at {when} UTC (clock skew allowed: {s.jwt_leeway_s:g} s); "
+                "get a new token"
+            ) from e
+        except jwt.InvalidSignatureError as e:
+            raise Unauthorized("the bearer token's signature does not match this server's secret") from e
+        except jwt.InvalidTokenError as e:
+            raise Unauthorized(f"the bearer token is not valid: {e}; tokens need sub, exp and scope") from e
+        given = claims.get("scope", "")
+        names = given.split() if isinstance(given, str) else [str(x) for x in given or ()]
+        quota = claims.get("quota_chars", 0)
+        return Principal(
+            f"jwt:{claims['sub']}"[:100],
+            frozenset(n for n in names if n in SCOPES),
+            "jwt",
+            quota if isinstance(quota, int) and quota > 0 else 0,
+        )
+
+
+def _credential(scope: Scope) -> str | None:
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value
+        elif name == b"x-api-key":
+            api_key = value
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(f"the Authorization header must read 'Bearer <key or token>'; {HOW}")
+        return token.strip()
+    if api_key is not None:
+        return api_key.decode("latin-1").strip() or None
+    query: bytes = scope.get("query_string", b"")
+    if query and _query_allowed(scope):
+        for name, value in parse_qsl(query.decode("latin-1")):
+            if name in ("api_key", "access_token") and value:
+                return value
+    return None
+
+
+def _query_allowed(scope: Scope) -> bool:
+    """Where a browser cannot send headers: event streams, WebSockets, audio players."""
+    if scope["type"] == "websocket":
+        return True
+    path: str = scope["path"]
+    return scope["method"] == "GET" and (
+        path.endswith(("/events", "/stream")) or path.startswith("/outputs/")
+    )
+
+
+def require(scope: str, *, limit: bool = True) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that returns the caller or raises Unauthorized/Forbidden, then counts the
+    request against ``scope``'s rate limit (``limit=False``: the route calls limits.hit itself)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
     async def dependency(request: Request) -> Principal:
-        request.state.principal = ANONYMOUS
-        return ANONYMOUS
+        svc: Services = request.app.state.services
+        principal: Principal | None = request.scope.get("state", {}).get("principal")
+        if principal is None:  # no Guard in front (or a public path): authenticate here
+            principal = await svc.auth.authenticate(request.scope) if svc.auth.required else ANONYMOUS
+            request.scope.setdefault("state", {})["principal"] = principal
+        if scope not in principal.scopes:
+            held = ", ".join(sorted(principal.scopes)) or "none"
+            raise Forbidden(
+                f"{request.method} {request.url.path} needs the {scope!r} scope; {principal.id} has {held} "
+                f"(an admin can create a key with --scopes {scope})",
+                detail={"scope": scope},
+            )
+        if limit:
+            await svc.limiter.hit(scope, principal, client_ip(request.scope))
+        return principal
 
     return dependency
+
+
+class Guard:
+    """ASGI middleware: authenticate before any route, then write the audit row after it.
+
+    Pure ASGI (no BaseHTTPMiddleware) so the cached /tts path pays a dict lookup, not a task.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        svc: Services = scope["app"].state.services
+        auth = svc.auth
+        state = scope.setdefault("state", {})
+        public = auth.public(scope["path"])
+        if not auth.required:
+            state["principal"] = ANONYMOUS
+        audited = svc.audit.enabled and not public and scope["type"] == "http"
+        if public or not (auth.required or audited):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        ip = client_ip(scope)
+        principal: Principal = state.get("principal", ANONYMOUS)
+        if auth.required:
+            try:
+                principal = await auth.authenticate(scope)
+            except Unauthorized as e:
+                error: VoiceforgeError = e
+                try:
+                    await svc.limiter.failed_auth(ip)
+                except RateLimited as limited:
+                    error = limited
+                status = await _reject(scope, receive, send, error)
+                if audited:
+                    self._audit(svc, scope, None, ip, status, started)
+                return
+            state["principal"] = principal
+        token = key_id.set(principal.id)
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            key_id.reset(token)
+            if audited:
+                self._audit(svc, scope, principal.id, ip, status, started)
+
+    @staticmethod
+    def _audit(svc: Services, scope: Scope, who: str | None, ip: str, status: int, started: float) -> None:
+        state = scope.get("state", {})
+        svc.audit.record(
+            key_id=who,
+            ip=ip,
+            method=scope["method"],
+            endpoint=scope["path"],
+            status=status,
+            trace_id=trace_id.get(),
+            cost_ms=round((time.perf_counter() - started) * 1000, 1),
+            chars=state.get(AUDIT_CHARS, 0),
+            text_sha256=state.get(AUDIT_TEXT_SHA256),
+        )
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, error: VoiceforgeError) -> int:
+    """Answer with the error in the path's body shape (the app's handlers are not reached yet)."""
+    status = status_of(error)
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+        return status
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    log.info("%s %s -> %d %s: %s", scope["method"], scope["path"], status, error.code, error.message)
+    response = error_response(Request(scope), status, error.code, error.message, error.detail, headers)
+    await response(scope, receive, send)
+    return status

@@ -9,8 +9,16 @@ from fastapi import Request
 
 from voiceforge.config import Settings
 from voiceforge.db import Database
+from voiceforge.jobs.base import JobBackend
+from voiceforge.server.auth import Authenticator
+from voiceforge.server.limits import Limiter
+from voiceforge.server.logstream import LogStream
+from voiceforge.server.metrics import Metrics
+from voiceforge.service.audit import AuditLog
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
+from voiceforge.service.uploads import UploadService
+from voiceforge.text.filter import WordFilter
 from voiceforge.voices.library import VoiceLibrary
 
 
@@ -22,10 +30,20 @@ class Services:
     pool: WorkerPool
     speech: SpeechService
     auth_required: bool
+    # protection (server/auth.py, server/limits.py): built by build_services
+    auth: Authenticator
+    limiter: Limiter
+    audit: AuditLog
+    words: WordFilter | None  # the sensitive-word filter; None when switched off
+    metrics: Metrics = field(default_factory=Metrics)  # this app's own Prometheus registry
+    logs: LogStream | None = None  # live log fan-out (/admin/logs/stream), attached in the lifespan
+    uploads: UploadService | None = None  # service/uploads.py, built by build_services
+    jobs: JobBackend | None = None  # jobs/: started and stopped in the lifespan
     # Filled by the areas that own them (jobs, auth, limits, logs); typed there.
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain-def dependency on a worker thread, a hop per request.
     svc: Services = request.app.state.services
     return svc

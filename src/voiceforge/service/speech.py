@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import DateTime, Float, Integer, String, select
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voiceforge.audio.encode import AudioFormat, encode, parse_format
 from voiceforge.db import Base, Database, utcnow
 from voiceforge.engines.base import AudioChunk, Mode, SynthesisRequest, check_supported
-from voiceforge.errors import InvalidInput, NotFound
+from voiceforge.errors import EngineFailure, InvalidInput, NotFound
 from voiceforge.service.models import Models
 from voiceforge.service.storage import Storage
 from voiceforge.voices.instruct import parse_instruct
@@ -79,6 +80,13 @@ class _OutputRow(Base):
 Progress = Callable[[int, int, str], None]  # (sentences done, total, stage)
 
 
+class Observer(Protocol):
+    """Where the service reports what it did (the server's metrics)."""
+
+    def cache_lookup(self, hit: bool) -> None: ...
+    def synthesis(self, compute_s: float, audio_s: float) -> None: ...
+
+
 class SpeechService:
     def __init__(
         self, models: Models, library: VoiceLibrary, storage: Storage, db: Database, clones_dir: Path
@@ -90,6 +98,7 @@ class SpeechService:
         self.clones_dir = Path(clones_dir)
         self._memory: OrderedDict[str, Output] = OrderedDict()
         self._memory_lock = threading.Lock()
+        self.observer: Observer | None = None
 
     # -- voices ----------------------------------------------------------------------------------
     def stock_voices(self) -> list[str]:
@@ -209,7 +218,9 @@ class SpeechService:
         with self._memory_lock:
             hit = self._memory.get(key)
         if hit is None or not self.storage.exists(hit.name):
-            return None
+            return None  # not counted as a miss: callers go on to cached()
+        if self.observer:
+            self.observer.cache_lookup(True)
         return Output(hit.task_id, hit.name, hit.duration, hit.sample_rate, hit.format, cached=True)
 
     def cached(self, key: str) -> Output | None:
@@ -226,13 +237,19 @@ class SpeechService:
                     .order_by(_OutputRow.created_at.desc())
                 ).first()
                 if row is None:
+                    if self.observer:
+                        self.observer.cache_lookup(False)
                     return None
                 hit = Output(row.task_id, row.name, row.duration, row.sample_rate, row.format)
             self._remember(key, hit)
         if not self.storage.exists(hit.name):
             with self._memory_lock:
                 self._memory.pop(key, None)
+            if self.observer:
+                self.observer.cache_lookup(False)
             return None
+        if self.observer:
+            self.observer.cache_lookup(True)
         return Output(hit.task_id, hit.name, hit.duration, hit.sample_rate, hit.format, cached=True)
 
     def render(
@@ -289,8 +306,16 @@ class SpeechService:
             engine.name,
             request.mode,
         )
+        engine_s = audio_s = 0.0  # time inside the engine, not the consumer's: the RTF metric
+        mark = time.perf_counter()
         for chunk in engine.stream(request):
+            engine_s += time.perf_counter() - mark
+            if not np.isfinite(chunk.samples).all():  # broken numerics must not reach a listener
+                raise EngineFailure(
+                    f"engine {engine.name} produced invalid audio (NaN/inf) for sentence {chunk.index + 1}"
+                )
             seconds = len(chunk.samples) / chunk.sample_rate
+            audio_s += seconds
             log.info(
                 "[%s] synthesising %d/%d (%.2f s audio in %.2f s)",
                 task_id,
@@ -303,6 +328,9 @@ class SpeechService:
             if cancelled is not None and cancelled.is_set():
                 log.info("[%s] cancelled after sentence %d/%d", task_id, chunk.index + 1, chunk.total)
                 return
+            mark = time.perf_counter()
+        if self.observer:
+            self.observer.synthesis(engine_s, audio_s)
 
     def output(self, task_id: str) -> Output:
         with self.db.session() as s:

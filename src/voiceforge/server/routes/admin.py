@@ -1,7 +1,193 @@
-"""Placeholder: filled in by the admin work."""
+"""Admin routes for the UI's live backend view (admin scope).
+
+``GET /admin/logs/stream``: Server-Sent Events of the runtime log as it is written: first the last
+``backlog`` matching lines, then live ones. ``level`` keeps lines at or above it; ``task`` keeps
+lines containing it (a task id or trace id). Events: ``ready`` once subscribed, ``log`` per line
+(``id`` = sequence number, so ``Last-Event-ID`` resumes), ``dropped`` when the client fell behind.
+
+``POST /admin/restart``: drain and restart the engine workers without dropping queued work:
+running tasks finish, queued ones wait, a fresh engine loads and warms up, the workers resume.
+``GET /admin/restart`` reports the stage (readiness says "restarting" meanwhile).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from voiceforge.errors import Conflict, EngineFailure, ModelUnavailable
+from voiceforge.server.auth import Principal, require
+from voiceforge.server.logstream import LogLine, LogStream, parse_level
+from voiceforge.server.state import Services, services
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+# -- live logs -----------------------------------------------------------------------------------
+@router.get("/logs/stream", response_class=EventSourceResponse)
+async def log_stream(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    _caller: Admin,
+    level: Annotated[str, Query(description="lowest level shown: DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    task: Annotated[str | None, Query(max_length=100, description="only lines containing this")] = None,
+    backlog: Annotated[int, Query(ge=0, le=5000, description="recent lines sent first")] = 100,
+) -> EventSourceResponse:
+    """The runtime log, live (< 1 s from the log call), filtered by level and task."""
+    min_level = parse_level(level)
+    stream = svc.logs
+    if stream is None:
+        raise ModelUnavailable("the live log stream is not attached; restart the server")
+    last = request.headers.get("last-event-id", "")
+    after = int(last) if last.isdigit() else 0
+    return EventSourceResponse(
+        _events(stream, min_level, task, backlog, after), ping=svc.settings.log_stream_ping_s
+    )
+
+
+async def _events(
+    stream: LogStream, level: int, task: str | None, backlog: int, after: int
+) -> AsyncIterator[dict[str, Any]]:
+    with stream.subscribe(level=level, task=task, backlog=backlog, after=after) as sub:
+        ready = {"backlog": len(sub.backlog), "level": logging.getLevelName(level), "task": task}
+        yield {"event": "ready", "data": json.dumps(ready)}
+        for line in sub.backlog:
+            yield _event(line)
+        while True:
+            line = await sub.next()
+            if dropped := sub.take_dropped():
+                yield {"event": "dropped", "data": json.dumps({"count": dropped})}
+            yield _event(line)
+
+
+def _event(line: LogLine) -> dict[str, Any]:
+    data = {"seq": line.seq, "level": line.level, "time": line.time, "line": line.text}
+    return {"event": "log", "id": str(line.seq), "data": json.dumps(data, ensure_ascii=False)}
+
+
+# -- restart -------------------------------------------------------------------------------------
+@dataclass
+class Stage:
+    stage: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class Restart:
+    """The latest engine restart and where it is."""
+
+    state: Literal["idle", "running", "done", "failed"] = "idle"
+    stage: str | None = None
+    stages: list[Stage] = field(default_factory=list)
+    generation: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Restarter:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.current = Restart(generation=svc.speech.models.generation)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is not None and not self._task.done():
+            raise Conflict(
+                f"a restart is already running (stage {self.current.stage}); follow GET /admin/restart"
+            )
+        self.current = Restart(
+            "running", started_at=time.time(), generation=self.svc.speech.models.generation
+        )
+        self._task = asyncio.create_task(self._run(self.current))
+        return self._task
+
+    async def _run(self, r: Restart) -> None:
+        pool, models = self.svc.pool, self.svc.speech.models
+        log.info("restart: draining engine workers (%d running, %d queued)", pool.busy, pool.depth)
+        try:
+            running = pool.busy
+            drained = await self._stage(r, "draining", pool.pause, self.svc.settings.restart_drain_s)
+            if not drained:
+                raise EngineFailure(
+                    f"running tasks did not finish within {self.svc.settings.restart_drain_s:.0f} s; "
+                    "the engine was not restarted (raise VOICEFORGE_RESTART_DRAIN_S or retry)"
+                )
+            r.stages[-1].detail = f"{running} running tasks finished; {pool.depth} queued tasks wait"
+            engine = await self._stage(r, "reloading", models.reload_engine)
+            r.stages[-1].detail = f"engine {engine.name} generation {models.generation} loaded"
+            await self._stage(r, "warming", models.warm)
+            r.stages[-1].detail = "one short synthesis"
+        except Exception as e:  # the restart failed; the old engine keeps serving, and the cause is logged
+            log.exception("restart failed at stage %s", r.stage)
+            r.state, r.error = "failed", str(e)[:500]
+        finally:
+            r.stage, queued = "resuming", pool.depth
+            pool.resume()
+            r.stages.append(Stage("resuming", 0.0, f"{queued} queued tasks resume"))
+            r.generation, r.finished_at = models.generation, time.time()
+            if r.state == "running":
+                r.state, r.stage = "done", "done"
+            self.svc.metrics.engine_restarted(r.state == "done")
+            log.info(
+                "restart %s in %.1f s (engine generation %d)",
+                r.state,
+                r.finished_at - (r.started_at or 0),
+                r.generation,
+            )
+
+    async def _stage(self, r: Restart, name: str, fn: Any, *args: Any) -> Any:
+        r.stage = name
+        started = time.perf_counter()
+        result = await run_in_threadpool(fn, *args)
+        r.stages.append(Stage(name, round(time.perf_counter() - started, 3), ""))
+        log.info("restart: %s took %.2f s", name, r.stages[-1].seconds)
+        return result
+
+
+def _restarter(svc: Services) -> Restarter:
+    restarter = svc.extras.get("admin.restart")
+    if restarter is None:
+        restarter = svc.extras["admin.restart"] = Restarter(svc)
+    assert isinstance(restarter, Restarter)
+    return restarter
+
+
+@router.post("/restart", status_code=202, responses={200: {"description": "finished (wait=true)"}})
+async def restart(
+    svc: Annotated[Services, Depends(services)],
+    _caller: Admin,
+    wait: Annotated[bool, Query(description="answer when the restart has finished")] = False,
+) -> JSONResponse:
+    """Drain and restart the engine workers; queued requests wait and then run on the new engine."""
+    restarter = _restarter(svc)
+    task = restarter.start()
+    if not wait:
+        return JSONResponse(restarter.current.status(), status_code=202)
+    await asyncio.shield(task)  # a client that gives up does not stop the restart half-way
+    if restarter.current.state == "failed":
+        raise EngineFailure(f"restart failed: {restarter.current.error}", detail=restarter.current.status())
+    return JSONResponse(restarter.current.status())
+
+
+@router.get("/restart")
+async def restart_status(svc: Annotated[Services, Depends(services)], _caller: Admin) -> dict[str, Any]:
+    """The latest restart: state (idle, running, done, failed), current stage, stage timings."""
+    return _restarter(svc).current.status()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceforge.errors import InvalidInput, TooLarge
 from voiceforge.server.auth import Principal, require
+from voiceforge.server.limits import admit
 from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import Output, infer_mode, new_task_id
@@ -91,6 +92,7 @@ async def tts(
 ) -> TtsResponse:
     """Speak ``text`` in a stock, saved or prompt-cloned voice; returns a URL to the audio."""
     body = await _parse(request, svc.settings.max_body_bytes)
+    await admit(request, body.text, prompt_text=body.prompt_text)  # word filter, daily quota, audit hash
     task_id = new_task_id()
     request.state.task_id = task_id
     prompt = (

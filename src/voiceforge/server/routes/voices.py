@@ -1,7 +1,410 @@
-"""Placeholder: filled in by the voices work."""
+"""Voices: the engine's stock voices and the saved (cloned) ones of the voice library.
+
+``POST /v1/voices`` enrolls a 3–15 s recording (a file, or a finished upload) on the worker pool;
+``GET/PATCH/DELETE /v1/voices/{id}`` take an id or a name; ``/prompt`` serves the recording for
+preview; ``/export`` and ``/v1/voices/import`` move a voice between servers as a zip.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import io
+import json
+import logging
+import zipfile
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from voiceforge.errors import Conflict, InvalidInput, NotFound
+from voiceforge.server.auth import require
+from voiceforge.server.routes.uploads import FORM_OVERHEAD, read_body, read_form, upload_service
+from voiceforge.server.schemas import Seed
+from voiceforge.server.state import Services, services
+from voiceforge.service.speech import new_task_id
+from voiceforge.voices.cloning import ClonedVoice
+from voiceforge.voices.library import MAX_EXPORT_BYTES, MAX_NAME, VoiceLibrary, VoiceRecord
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
+
+T = TypeVar("T")
+_CREATE_HINT = "pick another name, or rename or delete that voice (PATCH or DELETE /v1/voices/{id})"
+_IMPORT_HINT = "import it under another name (the form field 'name')"
+_MEDIA = {
+    "wav": "audio/wav", "rf64": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg",
+    "webm": "audio/webm", "matroska": "audio/x-matroska", "mp4": "audio/mp4", "aac": "audio/aac",
+    "aiff": "audio/aiff", "caf": "audio/x-caf", "amr": "audio/amr",
+}  # fmt: skip
+
+
+# -- shapes --------------------------------------------------------------------------------------
+class Voice(BaseModel):
+    id: str = Field(description="a saved voice's id (voice_…) or a stock voice's name")
+    name: str
+    kind: Literal["stock", "saved"]
+    language: str
+    engine: str
+    gender: str | None = None
+    description: str | None = None
+    transcript: str | None = None
+    consent: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    stock_sim: float | None = Field(default=None, description="speaker similarity of the closest stock voice")
+    calibration_sim: float | None = Field(default=None, description="speaker similarity after enrollment")
+    enroll_s: float | None = None
+    transcript_source: str | None = Field(default=None, description="'given' or 'asr'")
+    notes: list[str] = Field(default_factory=list)
+    prompt_url: str | None = None
+
+
+class VoiceList(BaseModel):
+    voices: list[Voice]
+
+
+class NewVoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+    upload_id: str | None = Field(default=None, description="a complete upload, instead of a file")
+    transcript: str | None = Field(default=None, max_length=1000, description="default: by Whisper")
+    language: str | None = Field(default=None, max_length=16, description="default: detected")
+    consent: bool = Field(default=False, description="the speaker agreed to be cloned")
+    seed: Seed = 1
+
+
+class VoicePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str | None, Field(min_length=1, max_length=MAX_NAME)] = None
+    transcript: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
+    consent: bool | None = None
+
+
+_FORM = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "file": {"type": "string", "format": "binary", "description": "3–15 s recording, any container"},
+        "upload_id": {"type": "string"},
+        "transcript": {"type": "string", "maxLength": 1000},
+        "language": {"type": "string", "maxLength": 16},
+        "consent": {"type": "boolean"},
+        "seed": {"type": "integer", "minimum": 1, "maximum": 100_000_000},
+    },
+}
+_IMPORT_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "a zip from GET …/export"},
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+    },
+}
+
+
+# -- routes --------------------------------------------------------------------------------------
+@router.get("/v1/voices", response_model=VoiceList)
+async def list_voices(svc: Annotated[Services, Depends(services)]) -> VoiceList:
+    """The engine's stock voices, then the saved ones (newest first)."""
+    saved = await run_in_threadpool(svc.library.list)
+    return VoiceList(voices=[*_stock(svc), *(_saved(r) for r in saved)])
+
+
+@router.post(
+    "/v1/voices",
+    response_model=Voice,
+    status_code=201,
+    responses={409: {"description": "a voice with that name exists"}, 504: {"description": "timed out"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": _FORM},
+                "application/json": {"schema": NewVoice.model_json_schema()},
+            },
+        }
+    },
+)
+async def create_voice(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+    """Clone and save a voice from a 3–15 s recording (``file``) or a finished upload (``upload_id``).
+
+    Enrollment takes seconds to tens of seconds; it runs on the engine workers.
+    """
+    body, prompt = await _new_voice(request, svc)
+    task_id = new_task_id()
+    request.state.task_id = task_id
+    if body.language is not None and body.language not in (langs := _languages(svc)):
+        raise InvalidInput(
+            f"language {body.language!r} is not one the engine speaks; use {' or '.join(langs)}"
+        )
+    await run_in_threadpool(_check_free, svc.library, body.name)
+    if prompt is None:
+        assert body.upload_id is not None
+        prompt = await run_in_threadpool(upload_service(svc).read, body.upload_id)
+    log.info(
+        "[%s] enrolling voice %r from %d bytes (%s)",
+        task_id,
+        body.name,
+        len(prompt),
+        f"upload {body.upload_id}" if body.upload_id else "file",
+    )
+    work = functools.partial(
+        svc.speech.models.clone, prompt, transcript=body.transcript, language=body.language, seed=body.seed
+    )
+    cloned: ClonedVoice = await svc.pool.run(work, timeout=svc.settings.enroll_timeout_s)
+    meta = {**cloned.profile.meta, "transcript_source": cloned.transcript_source}
+    create = functools.partial(
+        svc.library.create,
+        body.name,
+        prompt=prompt,
+        prompt_format=cloned.prompt.container or "audio",
+        profile=cloned.profile,
+        consent=body.consent,
+        meta=meta,
+    )
+    record = await run_in_threadpool(_clashes_conflict, svc.library, body.name, create, _CREATE_HINT)
+    log.info(
+        "[%s] voice %s saved (SIM %s -> %s)",
+        task_id,
+        record.id,
+        meta.get("stock_sim"),
+        meta.get("calibration_sim"),
+    )
+    return JSONResponse(_saved(record).model_dump(mode="json"), status_code=201)
+
+
+@router.post(
+    "/v1/voices/import",
+    response_model=Voice,
+    status_code=201,
+    responses={409: {"description": "a voice with that name exists; give another name"}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _IMPORT_FORM}}}
+    },
+)
+async def import_voice(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+    """Add a voice exported by ``GET /v1/voices/{id}/export`` (under ``name`` when given)."""
+    form = await read_form(request, MAX_EXPORT_BYTES + FORM_OVERHEAD)
+    try:
+        part = form.get("file")
+        name = form.get("name")
+        if not isinstance(part, UploadFile):
+            raise InvalidInput("file is required: the zip that GET /v1/voices/{id}/export gave")
+        if name is not None and not isinstance(name, str):
+            raise InvalidInput("name must be a plain form field, not a file")
+        data = await part.read()
+    finally:
+        await form.close()
+    name = name.strip() if isinstance(name, str) and name.strip() else None
+    work = functools.partial(svc.library.import_, data, name=name)
+    chosen = name or await run_in_threadpool(_exported_name, data)
+    imported = await run_in_threadpool(_clashes_conflict, svc.library, chosen, work, _IMPORT_HINT)
+    log.info("voice %s imported (%s)", imported.id, imported.name)
+    return JSONResponse(_saved(imported).model_dump(mode="json"), status_code=201)
+
+
+@router.get("/v1/voices/{ref}", response_model=Voice)
+async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Voice:
+    """A stock voice by name, or a saved voice by id or name."""
+    stock = {v.id: v for v in _stock(svc)}
+    if ref in stock:
+        return stock[ref]
+    return _saved(await run_in_threadpool(svc.library.get, ref))
+
+
+@router.patch("/v1/voices/{ref}", response_model=Voice, responses={409: {"description": "name taken"}})
+async def update_voice(ref: str, body: VoicePatch, svc: Annotated[Services, Depends(services)]) -> Voice:
+    """Rename a saved voice, correct its transcript or record consent."""
+    _not_stock(svc, ref, "changed")
+    return _saved(await run_in_threadpool(_update, svc.library, ref, body))
+
+
+@router.delete("/v1/voices/{ref}", status_code=204, response_class=Response)
+async def delete_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """Delete a saved voice and its files."""
+    _not_stock(svc, ref, "deleted")
+    await run_in_threadpool(svc.library.delete, ref)
+    return Response(status_code=204)
+
+
+@router.get("/v1/voices/{ref}/prompt", response_class=FileResponse)
+async def voice_prompt(ref: str, svc: Annotated[Services, Depends(services)]) -> FileResponse:
+    """The recording a saved voice was cloned from, for preview."""
+    _not_stock(svc, ref, "previewed here (stock voices have no recording)")
+    path = await run_in_threadpool(svc.library.prompt_path, ref)
+    fmt = path.suffix.lstrip(".")
+    return FileResponse(
+        path,
+        media_type=_MEDIA.get(fmt, "application/octet-stream"),
+        headers={
+            "Content-Disposition": f'inline; filename="{path.parent.name}.{fmt}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/v1/voices/{ref}/export", response_class=Response)
+async def export_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """A zip of the voice (record, profile, recording) for ``POST /v1/voices/import`` elsewhere."""
+    _not_stock(svc, ref, "exported (every server has it)")
+    record = await run_in_threadpool(svc.library.get, ref)
+    data = await run_in_threadpool(svc.library.export, record.id)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{record.id}.zip"'},
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------
+async def _new_voice(request: Request, svc: Services) -> tuple[NewVoice, bytes | None]:
+    """The form (with an optional ``file``) or JSON body of POST /v1/voices, validated."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    prompt: bytes | None = None
+    fields: dict[str, Any]
+    if kind == "application/json":
+        raw = await read_body(request, svc.settings.max_body_bytes)
+        try:
+            fields = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"the body is not valid JSON ({e})") from e
+        if not isinstance(fields, dict):
+            raise InvalidInput('the body must be a JSON object such as {"name": "Ana", "upload_id": "up_…"}')
+    else:
+        form = await read_form(request, svc.settings.max_body_bytes)
+        try:
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            part = form.get("file")
+            if isinstance(part, UploadFile):
+                prompt = await part.read()
+        finally:
+            await form.close()
+    try:
+        body = NewVoice.model_validate(fields)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from e
+    if (prompt is None) == (body.upload_id is None):
+        raise InvalidInput(
+            "send the recording as the file 'file', or a finished upload's id as 'upload_id' (one of them)"
+        )
+    if prompt is not None and not prompt:
+        raise InvalidInput("the file is empty; send a 3–15 s recording")
+    return body, prompt
+
+
+def _stock(svc: Services) -> list[Voice]:
+    engine = svc.speech.models.engine
+    return [
+        Voice(
+            id=v.name,
+            name=v.name,
+            kind="stock",
+            language=v.language,
+            engine=engine.name,
+            gender=v.gender,
+            description=v.description or None,
+        )
+        for v in engine.voices()
+    ]
+
+
+def _languages(svc: Services) -> list[str]:
+    return sorted(svc.speech.models.engine.capabilities.languages)
+
+
+def _not_stock(svc: Services, ref: str, what: str) -> None:
+    if ref in {v.name for v in svc.speech.models.engine.voices()}:
+        raise InvalidInput(f"{ref!r} is a stock voice of the engine; it cannot be {what}")
+
+
+def _saved(record: VoiceRecord) -> Voice:
+    meta = record.meta
+    notes = meta.get("notes")
+    return Voice(
+        id=record.id,
+        name=record.name,
+        kind="saved",
+        language=record.language,
+        engine=record.engine,
+        transcript=record.transcript,
+        consent=record.consent,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        stock_sim=_number(meta.get("stock_sim")),
+        calibration_sim=_number(meta.get("calibration_sim")),
+        enroll_s=_number(meta.get("enroll_s")),
+        transcript_source=meta.get("transcript_source")
+        if isinstance(meta.get("transcript_source"), str)
+        else None,
+        notes=[n for n in notes if isinstance(n, str)] if isinstance(notes, list) else [],
+        prompt_url=f"/v1/voices/{record.id}/prompt",
+    )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _taken_by(library: VoiceLibrary, name: str) -> str | None:
+    """The id of the voice called ``name``, if any."""
+    try:
+        return library.get(name).id
+    except (NotFound, InvalidInput):
+        return None
+
+
+def _check_free(library: VoiceLibrary, name: str) -> None:
+    if (other := _taken_by(library, name)) is not None:
+        raise Conflict(_clash(name, other, _CREATE_HINT), detail={"voice_id": other})
+
+
+def _clash(name: str, other: str, hint: str) -> str:
+    return f"a voice named {name.strip()!r} already exists ({other}); {hint}"
+
+
+def _clashes_conflict(
+    library: VoiceLibrary, name: str | None, fn: Callable[[], T], hint: str, but: str | None = None
+) -> T:
+    """Run ``fn``; when the library refuses because ``name`` is taken, that is a 409, not a 400."""
+    try:
+        return fn()
+    except InvalidInput as e:
+        other = _taken_by(library, name) if name else None
+        if name and other is not None and other != but:
+            raise Conflict(_clash(name, other, hint), detail={"voice_id": other}) from e
+        raise
+
+
+def _exported_name(data: bytes) -> str | None:
+    """The name inside an export's voice.json (to explain a clash); None when it cannot be read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            info = z.getinfo("voice.json")
+            if info.file_size > 1 << 20:
+                return None
+            doc = json.loads(z.read(info).decode("utf-8"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RuntimeError, zlib.error):
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _update(library: VoiceLibrary, ref: str, patch: VoicePatch) -> VoiceRecord:
+    record = library.get(ref)
+    if patch.name is not None and patch.name.strip() != record.name:
+        rename = functools.partial(library.rename, record.id, patch.name)
+        record = _clashes_conflict(library, patch.name, rename, "pick another name", but=record.id)
+    if patch.transcript is not None or patch.consent is not None:
+        record = library.update(record.id, transcript=patch.transcript, consent=patch.consent)
+    return record
