@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,21 @@ import pytest
 from voiceforge.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def system_binary(name: str, package: str) -> str:
+    """The path of a Debian-installed program a slow tier needs (chromium, redis-server, …).
+
+    A developer without it gets a skip that says which package to install; CI (``CI=true``),
+    whose .ci/run installs it, fails instead, so a missing install step never passes silently.
+    """
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found; install it with: apt-get install {package}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -108,3 +108,9 @@ class Conflict(VoiceforgeError):
     """The request clashes with the current state (a finished job, a completed upload)."""
 
     code = "conflict"
+
+
+class Cancelled(VoiceforgeError):
+    """The work was cancelled before it finished; nothing partial is kept."""
+
+    code = "cancelled"

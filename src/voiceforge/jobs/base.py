@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from voiceforge.errors import VoiceforgeError
+from voiceforge.errors import Cancelled, VoiceforgeError
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -87,8 +87,11 @@ class JobPage:
     has_more: bool
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised inside a running job when a cancel was asked for: it stops after this sentence."""
+
+    def __init__(self, message: str = "the job was cancelled") -> None:
+        super().__init__(message)
 
 
 class JobInterrupted(Exception):

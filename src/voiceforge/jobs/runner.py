@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from voiceforge.errors import EngineFailure, VoiceforgeError
+from voiceforge.errors import Cancelled, EngineFailure, VoiceforgeError
 from voiceforge.jobs.base import Job, JobCancelled, JobError, JobFailed, JobInterrupted, JobState
 from voiceforge.jobs.inputs import InputFiles
 from voiceforge.jobs.kinds import Kind, Work
@@ -83,7 +83,7 @@ class Runner:
             if released is not None:
                 self.notify(released)
             return released
-        except JobCancelled:
+        except Cancelled:  # JobCancelled from report, or the render noticing the cancel itself
             log.info("[%s] job cancelled after %.1f s", job_id, time.perf_counter() - started)
             return self._finish(job_id, "cancelled")
         except JobFailed as e:

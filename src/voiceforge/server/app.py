@@ -164,7 +164,10 @@ async def _retention(svc: Services) -> None:
     """Remove outputs and temp files past the retention period, now and every few minutes."""
     while True:
         try:
-            await run_in_threadpool(svc.speech.expire, svc.settings.retention_hours * 3600)
+            older_than_s = svc.settings.retention_hours * 3600
+            await run_in_threadpool(svc.speech.expire, older_than_s)
+            if svc.uploads is not None:
+                await run_in_threadpool(svc.uploads.expire, older_than_s)
         except Exception:  # the sweep must keep running; the failure is logged whole
             log.exception("retention sweep failed")
         await asyncio.sleep(svc.settings.retention_every_s)

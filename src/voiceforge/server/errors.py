@@ -28,6 +28,7 @@ STATUS: dict[type[e.VoiceforgeError], int] = {
     e.Forbidden: 403,
     e.NotFound: 404,
     e.Conflict: 409,
+    e.Cancelled: 409,
     e.TooLarge: 413,
     e.RateLimited: 429,
     e.EngineFailure: 500,

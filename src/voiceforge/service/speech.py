@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voiceforge.audio.encode import AudioFormat, encode, parse_format
 from voiceforge.db import Base, Database, utcnow
 from voiceforge.engines.base import AudioChunk, Mode, SynthesisRequest, check_supported
-from voiceforge.errors import EngineFailure, InvalidInput, NotFound
+from voiceforge.errors import Cancelled, EngineFailure, InvalidInput, NotFound
 from voiceforge.service.models import Models
 from voiceforge.service.storage import Storage
 from voiceforge.voices.instruct import parse_instruct
@@ -271,6 +271,8 @@ class SpeechService:
             rate = chunk.sample_rate
             if progress:
                 progress(chunk.index + 1, chunk.total, "synthesising")
+        if cancelled is not None and cancelled.is_set():  # a partial render is neither saved nor cached
+            raise Cancelled(f"task {task_id} was cancelled before it finished")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         data = encode(samples, rate, fmt)
         log.info("[%s] encoded %s (%d bytes)", task_id, fmt.value, len(data))

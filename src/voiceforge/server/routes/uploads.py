@@ -24,12 +24,14 @@ from starlette.types import Message
 
 from voiceforge.errors import InvalidInput, TooLarge, VoiceforgeError
 from voiceforge.server.auth import require
+from voiceforge.server.limits import hit
 from voiceforge.server.state import Services, services
 from voiceforge.service.chunked import SESSION_ID, ChunkedUploads
 from voiceforge.service.uploads import Upload, UploadService
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["uploads"], dependencies=[Depends(require("uploads"))])
+# Rate limits count new uploads (a session's chunk 0, POST /v1/uploads), not every chunk or PUT.
+router = APIRouter(tags=["uploads"], dependencies=[Depends(require("uploads", limit=False))])
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around a file
 _RANGE = re.compile(r"bytes (\d{1,15})-(\d{1,15})/(\d{1,15}|\*)")
@@ -154,6 +156,8 @@ async def chunk(request: Request, svc: Annotated[Services, Depends(services)]) -
     try:
         session_id = _field(form, "session_id") or ""
         seq = _seq(_field(form, "seq"))
+        if seq == 0:
+            await hit(request, "uploads")
         is_last = _flag(_field(form, "is_last"))
         part = form.get("chunk")
         if not isinstance(part, UploadFile):
@@ -197,8 +201,11 @@ async def task(task_id: str, svc: Annotated[Services, Depends(services)]) -> Tas
 
 # -- resumable uploads ---------------------------------------------------------------------------
 @router.post("/v1/uploads", response_model=UploadInfo, status_code=201)
-async def create(body: NewUpload, svc: Annotated[Services, Depends(services)]) -> UploadInfo:
+async def create(
+    request: Request, body: NewUpload, svc: Annotated[Services, Depends(services)]
+) -> UploadInfo:
     """Open an upload of ``size`` bytes; send them with PUT, then complete it."""
+    await hit(request, "uploads")
     uploads = upload_service(svc)
     work = functools.partial(
         uploads.create, body.size, filename=body.filename, sha256=body.sha256, content_type=body.content_type
