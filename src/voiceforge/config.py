@@ -6,17 +6,36 @@ Built by the entrypoint (CLI, app factory) and handed down; nothing reads it at 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_cache_dir
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOICEFORGE_", extra="ignore")
 
-    engine: str = "kokoro"
+    engine: str = "kokoro"  # the deployment's default engine
+    # Engines this deployment offers, each loaded on first use and chosen per request by the OpenAI
+    # `model` field or /tts `model`: "kokoro,remote,cosyvoice". Empty: only `engine`.
+    engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # -- remote engine (engines/remote.py): any OpenAI-compatible POST /v1/audio/speech ----------
+    remote_url: str | None = None  # e.g. http://gpu-node:8091 (vLLM-Omni) or another voiceforge
+    remote_api_key: str | None = None  # sent as "Authorization: Bearer …"; never logged
+    remote_model: str = "tts-1"  # the `model` sent upstream (vLLM-Omni: the served model's name)
+    remote_voice: str | None = None  # voice when a request names none; unset: the remote's default
+    remote_sample_rate: int = Field(default=24000, ge=8000, le=192000, description="rate of its PCM")
+    remote_connect_timeout_s: float = Field(default=5.0, gt=0)
+    remote_timeout_s: float = Field(default=120.0, gt=0, description="longest wait for the next bytes")
+    remote_retries: int = Field(default=2, ge=0, description="retries before any audio arrived")
+
+    # -- cosyvoice engine (engines/cosyvoice.py): upstream CosyVoice3 in this process ------------
+    cosyvoice_model_dir: Path | None = None  # e.g. pretrained_models/Fun-CosyVoice3-0.5B
+    cosyvoice_load_trt: bool = False
+    cosyvoice_load_vllm: bool = False
+    cosyvoice_fp16: bool = False
     # Another Kokoro-82M ONNX export (e.g. the official fp32 kokoro-v1.0.onnx) and its voices
     # (.npz such as voices-v1.0.bin); unset: the int8 model and five voices that come with pip.
     kokoro_model: Path | None = None
@@ -88,6 +107,11 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="verified keys kept in memory (revocation lag)"
     )
     public_docs: bool = False  # /docs, /redoc, /openapi.json answer without a key when auth is on
+    # With auth on, /outputs links in responses carry an expiring HMAC signature so an <audio src>
+    # plays without a key. The signing key is url_secret, else data/url-signing.key (made once);
+    # nodes sharing the data folder share it.
+    url_secret: str | None = None
+    output_url_ttl_s: int = Field(default=24 * 3600, ge=60, description="signed /outputs link lifetime")
     # Rate limits (limits-library syntax, "10/minute;100/hour"; "" = none) per key, or per client
     # address for anonymous callers. "auto": everyone except anonymous callers on loopback.
     rate_limits: Literal["auto", "on", "off"] = "auto"
@@ -118,3 +142,38 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # allow loopback/private webhook targets (tests, trusted LANs)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_attempts: int = Field(default=5, ge=1, description="deliveries tried, with backoff between")
+
+    # -- scale-out (jobs/celery_backend.py, jobs/worker.py): API nodes enqueue, workers run -------
+    # "celery": jobs go to `voiceforge worker` processes through broker_url; the database
+    # (database_url), data_dir and output_dir must then be shared by every node.
+    jobs_backend: Literal["local", "celery"] = "local"
+    broker_url: str | None = None  # redis://host:6379/0 (or amqp://… for RabbitMQ)
+    # Redis for worker logs, job events and broker-loss detection; default: broker_url if Redis.
+    events_url: str | None = None
+    # Longer than the longest job: an unacknowledged task is handed out again after this.
+    job_visibility_timeout_s: float = Field(default=3600.0, gt=0)
+    job_lease_s: float = Field(
+        default=30.0, gt=0, description="a job whose worker stopped renewing its lease this long runs again"
+    )
+    worker_concurrency: int = Field(default=1, ge=1, description="jobs one worker process runs at once")
+    worker_drain_s: float = Field(
+        default=20.0, ge=0, description="on SIGTERM, running jobs get this long, then are requeued"
+    )
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _split_engines(cls, value: object) -> object:
+        """``VOICEFORGE_ENGINES=kokoro,remote``: a comma-separated list (a JSON list works too)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def engine_names(self) -> list[str]:
+        """The configured engines, the default (``engine``) first, each once."""
+        return list(dict.fromkeys([self.engine, *self.engines]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import sqlite3
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -111,6 +113,27 @@ def test_a_cli_key_has_its_scopes_only(server: Server) -> None:
             assert f"'{scope}' scope" in r.json()["error"]
     listed = keys_cli(server, "list")
     assert listed.returncode == 0 and "speaker" in listed.stdout and key not in listed.stdout
+
+
+def test_output_links_are_signed_for_that_file_only(server: Server) -> None:
+    key = new_key(server, "player", "tts")
+    with server.client() as c:
+        r = c.post("/tts", json={"text": "Play me without a key.", "seed": 4}, headers=as_key(key))
+        assert r.status_code == 200, r.text
+        url = httpx.URL(r.json()["audio_url"])
+        assert {"expires", "signature"} <= set(url.params)
+        played = c.get(url)  # what an <audio src> or a mini-program does: no key
+        assert played.status_code == 200 and played.content[:4] == b"RIFF"
+        assert c.get(url.copy_with(query=None)).status_code == 401
+        other = url.copy_with(path="/outputs/" + "0" * 32 + ".wav")
+        r = c.get(other)
+        assert r.status_code == 401 and "bad signature" in r.json()["error"]
+        secret = (server.home / "data" / "url-signing.key").read_bytes().strip()
+        past = int(time.time()) - 10
+        signature = hmac.new(secret, f"{url.path}\n{past}".encode(), hashlib.sha256).hexdigest()
+        r = c.get(url.copy_with(params={"expires": past, "signature": signature}))
+        assert r.status_code == 401 and "expired" in r.json()["error"]
+        assert c.post(url.copy_with(path="/tts"), json={"text": "no"}).status_code == 401
 
 
 def test_a_revoked_key_is_refused(server: Server) -> None:

@@ -16,7 +16,7 @@ it has started ``job_max_attempts`` times; then it is dead-lettered (``failed``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -135,8 +135,11 @@ class JobView(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job, base_url: str) -> JobView:
-        """The public view; output paths in the result become absolute URLs under ``base_url``."""
+    def of(cls, job: Job, base_url: str, link: Callable[[str], str] | None = None) -> JobView:
+        """The public view; output paths in the result become absolute URLs under ``base_url``
+        (or whatever ``link`` makes of them: the server signs /outputs links when auth is on)."""
+        base = base_url.rstrip("/")
+        link = link or (lambda path: base + path)
         return cls(
             id=job.id,
             kind=job.kind,
@@ -145,7 +148,7 @@ class JobView(BaseModel):
             stage=job.stage,
             attempts=job.attempts,
             cancel_requested=job.cancel_requested,
-            result=_absolute(job.result, base_url.rstrip("/")) if job.result is not None else None,
+            result=_absolute(job.result, link) if job.result is not None else None,
             error=JobErrorView(code=job.error.code, message=job.error.message) if job.error else None,
             webhook_url=job.webhook_url,
             created_at=job.created_at,
@@ -154,13 +157,13 @@ class JobView(BaseModel):
         )
 
 
-def _absolute(value: Any, base: str, key: str = "") -> Any:
+def _absolute(value: Any, link: Callable[[str], str], key: str = "") -> Any:
     if isinstance(value, dict):
-        return {k: _absolute(v, base, k) for k, v in value.items()}
+        return {k: _absolute(v, link, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_absolute(v, base) for v in value]
+        return [_absolute(v, link) for v in value]
     if key.endswith("_url") and isinstance(value, str) and value.startswith("/"):
-        return base + value
+        return link(value)
     return value
 
 

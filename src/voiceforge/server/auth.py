@@ -8,7 +8,7 @@ route runs, so a route that forgets ``require`` is still closed; ``require`` the
 (403) and counts the request against its category's rate limit. Open without a credential:
 ``/healthz`` and ``/readyz`` (probes), and ``/docs``, ``/redoc`` and ``/openapi.json`` only when
 ``public_docs`` is set (the API description names every endpoint; closed by default). ``/metrics``
-needs any valid key (scrapers send ``bearer_token``).
+needs a key with the admin scope (scrapers send it as ``bearer_token``).
 
 Credentials: ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``. Browsers cannot set
 headers on EventSource, WebSocket or ``<audio src>`` requests, so ``?api_key=`` (or
@@ -16,15 +16,29 @@ headers on EventSource, WebSocket or ``<audio src>`` requests, so ``?api_key=`` 
 ``…/stream``), WebSockets and ``/outputs/``; anywhere else a query credential would end up in
 proxies' logs and browser history for nothing. Prefer a short-lived JWT there.
 
+Links to generated audio (``/outputs/<task>.<ext>``) in responses are signed when auth is on:
+``?expires=<unix time>&signature=<HMAC-SHA256>``, valid for ``output_url_ttl_s`` and for that one
+file only, so a mini-program or an ``<audio src>`` plays them without holding a key.
+
 Verified keys are cached for ``key_cache_s`` (a cached /tts costs no database read); a revoked
 key therefore stops working in a running server within that time (at once when revoked through
 this process). A key's last-used time is written at most once a minute, by the audit writer.
+
+The web UI: a person pastes a key (or a JWT) into ``/login``; once it verifies, it is kept in an
+HttpOnly, SameSite=Strict cookie that stands in for the header on the UI (``/ui``), on
+``/outputs/`` and on ``/admin/`` (the log view, restart), with that key's scopes. ``/``, ``/login``
+and the mobile page ``/m`` (which sends its key in a header) are open; a browser that opens
+``/ui`` without the cookie is sent to ``/login``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import logging
+import os
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import jwt
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +69,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCOPES = keystore.SCOPES
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+OUTPUTS = "/outputs/"
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/login", "/logout", "/m"})
+SESSION_COOKIE = "voiceforge_session"
+SESSION_PATHS = ("/ui", OUTPUTS, "/admin/")  # where the UI's cookie stands in for a key
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 TOUCH_EVERY_S = 60.0
 MIN_JWT_SECRET = 32
@@ -73,6 +91,7 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES))
+SIGNED_LINK = Principal("signed-link", frozenset())  # may fetch the one /outputs file it was given
 
 
 class Authenticator:
@@ -95,8 +114,39 @@ class Authenticator:
                 "print(secrets.token_urlsafe(32))')"
             )
 
+        self._url_key = _url_key(settings) if required else b""
+
     def public(self, path: str) -> bool:
         return path in self.public_paths
+
+    def link(self, base_url: str, path: str) -> str:
+        """The absolute URL of ``path``; an /outputs link is signed when auth is required."""
+        url = base_url.rstrip("/") + path
+        if not self.required or not path.startswith(OUTPUTS):
+            return url
+        expires = int(time.time()) + self.settings.output_url_ttl_s
+        return f"{url}?expires={expires}&signature={self._signature(path, expires)}"
+
+    def _signature(self, path: str, expires: int) -> str:
+        message = f"{path}\n{expires}".encode()
+        return hmac.new(self._url_key, message, hashlib.sha256).hexdigest()
+
+    def _signed(self, scope: Scope) -> Principal | None:
+        """The principal of a signed /outputs link; None if the request carries no signature."""
+        path: str = scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        if not path.startswith(OUTPUTS) or "signature" not in query or scope.get("method") != "GET":
+            return None
+        try:
+            expires = int(query.get("expires", ""))
+        except ValueError:
+            raise Unauthorized(f"the link to {path} has no valid expires; request the audio again") from None
+        if not hmac.compare_digest(self._signature(path, expires), query["signature"]):
+            raise Unauthorized(f"the link to {path} has a bad signature; use the audio_url exactly as given")
+        if expires < time.time():
+            when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            raise Unauthorized(f"the link to {path} expired at {when} UTC; request the audio again")
+        return SIGNED_LINK
 
     def bootstrap(self) -> str | None:
         """On a first start with auth required and no keys at all, make an admin key and print it
@@ -121,8 +171,15 @@ class Authenticator:
     async def authenticate(self, scope: Scope) -> Principal:
         """The caller named by the request's credential; Unauthorized if none or a bad one."""
         credential = _credential(scope)
+        if credential is None and (signed := self._signed(scope)) is not None:
+            return signed
         if credential is None:
             raise Unauthorized(f"{scope['path']} needs an API key: {HOW}")
+        return await self.verify(credential)
+
+    async def verify(self, credential: str) -> Principal:
+        """The principal of an API key or a JWT (the login page checks a pasted one with this)."""
+        credential = credential.strip()
         if credential.startswith(keystore.PREFIX):
             return await self._key(credential)
         if credential.count(".") == 2:
@@ -190,6 +247,20 @@ class Authenticator:
         )
 
 
+def _url_key(settings: Settings) -> bytes:
+    """The key that signs /outputs links: url_secret, else a random one kept in the data folder."""
+    if settings.url_secret:
+        return settings.url_secret.encode()
+    path = settings.data_dir / "url-signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another node made it first: use theirs
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
 def _credential(scope: Scope) -> str | None:
     authorization: bytes | None = None
     api_key: bytes | None = None
@@ -210,7 +281,41 @@ def _credential(scope: Scope) -> str | None:
         for name, value in parse_qsl(query.decode("latin-1")):
             if name in ("api_key", "access_token") and value:
                 return value
+    path: str = scope["path"]
+    if path == "/ui" or path.startswith(SESSION_PATHS):
+        return _session(scope)
     return None
+
+
+def _session(scope: Scope) -> str | None:
+    """The credential kept in the UI's session cookie, if the request carries one."""
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, cookie = part.strip().partition("=")
+                if key == SESSION_COOKIE and cookie:
+                    return cookie
+    return None
+
+
+def set_session(response: Response, credential: str, *, secure: bool) -> None:
+    """Keep a verified credential for the UI: HttpOnly (no script reads it), SameSite=Strict (no
+    other site's page sends it), Secure behind HTTPS; it lasts until the browser closes."""
+    response.set_cookie(
+        SESSION_COOKIE, credential, httponly=True, samesite="strict", secure=secure, path="/"
+    )
+
+
+def clear_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+
+def _wants_login(scope: Scope) -> bool:
+    """A browser opening a UI page without a session: better sent to /login than shown JSON."""
+    if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith("/ui"):
+        return False
+    accept = dict(scope["headers"]).get(b"accept", b"")
+    return b"text/html" in accept
 
 
 def _query_allowed(scope: Scope) -> bool:
@@ -279,6 +384,9 @@ class Guard:
             try:
                 principal = await auth.authenticate(scope)
             except Unauthorized as e:
+                if _wants_login(scope):
+                    await RedirectResponse("/login?next=/ui", status_code=303)(scope, receive, send)
+                    return
                 error: VoiceforgeError = e
                 try:
                     await svc.limiter.failed_auth(ip)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -77,6 +78,10 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _view(svc: Services, job: Job, base: str) -> JobView:
+    return JobView.of(job, base, functools.partial(svc.auth.link, base))
+
+
 @router.post("", status_code=202, response_model=JobView, responses=_errors(400, 401, 409, 413, 503))
 async def submit(
     request: Request,
@@ -113,7 +118,7 @@ async def submit(
         log.info("[%s] job returned again for its Idempotency-Key", job.id)
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return JobView.of(job, _base(request))
+    return _view(svc, job, _base(request))
 
 
 @router.get("", response_model=JobList, responses=_errors(400, 401, 404))
@@ -130,7 +135,7 @@ async def recent(
     page = await _backend(svc).recent(owner=owner, state=status, limit=limit, before=before)
     base = _base(request)
     return JobList(
-        data=[JobView.of(j, base) for j in page.jobs],
+        data=[_view(svc, j, base) for j in page.jobs],
         has_more=page.has_more,
         next_before=page.jobs[-1].id if page.has_more and page.jobs else None,
     )
@@ -139,7 +144,7 @@ async def recent(
 @router.get("/{job_id}", response_model=JobView, responses=_errors(401, 404))
 async def get(job_id: str, request: Request, svc: Svc, caller: Caller) -> JobView:
     """Status, progress 0–1, stage, result (output URLs) or error, and timestamps."""
-    return JobView.of(await _visible(svc, job_id, caller), _base(request))
+    return _view(svc, await _visible(svc, job_id, caller), _base(request))
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses=_errors(401, 404))
@@ -148,7 +153,7 @@ async def events(job_id: str, request: Request, svc: Svc, caller: Caller) -> Eve
     await _visible(svc, job_id, caller)
     shutdown = anyio.Event()
     return EventSourceResponse(
-        _stream(_backend(svc), job_id, _base(request), shutdown),
+        _stream(svc, job_id, _base(request), shutdown),
         ping=15,
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_S,
@@ -156,9 +161,9 @@ async def events(job_id: str, request: Request, svc: Svc, caller: Caller) -> Eve
 
 
 async def _stream(
-    backend: JobBackend, job_id: str, base: str, shutdown: anyio.Event
+    svc: Services, job_id: str, base: str, shutdown: anyio.Event
 ) -> AsyncIterator[ServerSentEvent]:
-    updates = backend.events(job_id)
+    updates = _backend(svc).events(job_id)
     stopping = asyncio.ensure_future(shutdown.wait())
     previous: Job | None = None
     step: asyncio.Future[Job | None] | None = None
@@ -176,7 +181,7 @@ async def _stream(
                 return
             kind = "state" if previous is None or job.state != previous.state else "progress"
             previous = job
-            yield ServerSentEvent(JobView.of(job, base).model_dump_json(), event=kind, id=str(job.version))
+            yield ServerSentEvent(_view(svc, job, base).model_dump_json(), event=kind, id=str(job.version))
     except VoiceforgeError as e:  # end the stream with an error event, never silently
         log.warning("[%s] job event stream failed: %s", job_id, e.message)
         yield _error(e.code, e.message)
@@ -204,4 +209,4 @@ async def cancel(job_id: str, request: Request, response: Response, svc: Svc, ca
     job = await _backend(svc).cancel(job_id)
     if not job.finished:
         response.status_code = 202
-    return JobView.of(job, _base(request))
+    return _view(svc, job, _base(request))

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from voiceforge.errors import InvalidInput, TooLarge
 from voiceforge.server.auth import Principal, require
@@ -38,6 +39,10 @@ class TtsRequest(BaseModel):
     seed: Seed = 1
     speed: Speed = 1.0
     format: FormatName = "wav"
+    model: str | None = Field(
+        default=None, max_length=100, description="engine (kokoro, remote, cosyvoice); default: the server's"
+    )
+    engine: str | None = Field(default=None, max_length=100, description="the same as model")
 
 
 class TtsResponse(BaseModel):
@@ -101,7 +106,9 @@ async def tts(
         else None
     )
     speech = svc.speech
-    stock = speech.stock_voices()
+    engine = speech.models.name_of(body.engine or body.model)
+    await run_in_threadpool(speech.models.get, engine)  # built on first use: off the event loop
+    stock = speech.stock_voices(engine)
     cloned = prompt is not None or (body.voice_id is not None and body.voice_id not in stock)
     mode = body.mode or infer_mode(body.instruct, cloned=cloned)
     if mode in ("zero_shot", "cross_lingual") and not cloned:
@@ -111,14 +118,15 @@ async def tts(
     if mode == "preset" and prompt is not None:
         raise InvalidInput("mode preset speaks a stock voice; drop prompt_audio or use mode zero_shot")
     log.info(
-        "[%s] received /tts: %d chars, mode %s, %s",
+        "[%s] received /tts: %d chars, engine %s, mode %s, %s",
         task_id,
         len(body.text),
+        engine,
         mode,
         "prompt audio" if prompt else f"voice {body.voice_id or 'default'}",
     )
 
-    voice_key = await _voice_key(svc, body, prompt)
+    voice_key = await _voice_key(svc, body, prompt, engine)
     key = speech.cache_key(
         voice_key,
         body.text,
@@ -127,6 +135,7 @@ async def tts(
         speed=body.speed,
         seed=body.seed,
         fmt=body.format,
+        engine=engine,
     )
     notes: list[str] = []
     output = speech.remembered(key)
@@ -136,10 +145,21 @@ async def tts(
             if (hit := speech.cached(key)) is not None:
                 return hit, []
             voice = speech.resolve(
-                body.voice_id, prompt=prompt, prompt_text=body.prompt_text, seed=body.seed, task_id=task_id
+                body.voice_id,
+                prompt=prompt,
+                prompt_text=body.prompt_text,
+                seed=body.seed,
+                task_id=task_id,
+                engine=engine,
             )
             req = speech.request(
-                body.text, voice, mode=mode, instruct=body.instruct, speed=body.speed, seed=body.seed
+                body.text,
+                voice,
+                mode=mode,
+                instruct=body.instruct,
+                speed=body.speed,
+                seed=body.seed,
+                engine=engine,
             )
             return speech.render(task_id, req, body.format, cache_key=key), list(voice.notes)
 
@@ -148,7 +168,7 @@ async def tts(
     if output.cached:
         log.info("[%s] cache hit: %s", task_id, output.name)
     return TtsResponse(
-        audio_url=str(request.base_url).rstrip("/") + output.url,
+        audio_url=svc.auth.link(str(request.base_url), output.url),
         task_id=output.task_id,
         duration=output.duration,
         sample_rate=output.sample_rate,
@@ -157,12 +177,12 @@ async def tts(
     )
 
 
-async def _voice_key(svc: Services, body: TtsRequest, prompt: bytes | None) -> str:
-    from starlette.concurrency import run_in_threadpool
-
-    if prompt is None and (body.voice_id is None or body.voice_id in svc.speech.stock_voices()):
-        return svc.speech.voice_key(body.voice_id, None, None, body.seed)
-    return await run_in_threadpool(svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, body.seed)
+async def _voice_key(svc: Services, body: TtsRequest, prompt: bytes | None, engine: str) -> str:
+    if prompt is None and (body.voice_id is None or body.voice_id in svc.speech.stock_voices(engine)):
+        return svc.speech.voice_key(body.voice_id, None, None, body.seed, engine)
+    return await run_in_threadpool(
+        svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, body.seed, engine
+    )
 
 
 async def _parse(request: Request, limit: int) -> TtsRequest:
