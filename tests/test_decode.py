@@ -328,7 +328,7 @@ def seed_files(shared_audio: Path) -> list[bytes]:
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_input_is_audio_or_invalid_input(shared_audio: Path, data: st.DataObject) -> None:
     seeds = seed_files(shared_audio)

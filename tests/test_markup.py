@@ -411,7 +411,7 @@ def test_arpabet_matches_hibari_on_common_words() -> None:
 _MARKUP_ALPHABET = st.sampled_from([*"[]<>|/ abAZ019_-好还道ǎüv", "<|endofprompt|>", "[breath]", "<strong>"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.one_of(st.text(max_size=40), st.lists(_MARKUP_ALPHABET, max_size=30).map("".join)))
 def test_parse_raises_only_invalid_input(text: str) -> None:
     try:

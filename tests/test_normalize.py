@@ -244,3 +244,10 @@ def test_letters_survive_when_there_is_nothing_to_read(text: str) -> None:
     # Symbols may become words ("°" → "degrees"); the input's words all stay, in order.
     words = iter(re.findall("[a-z]+", out))
     assert all(w in words for w in re.findall("[a-z]+", text))
+
+
+def test_non_decimal_digits_become_ascii_except_powers_after_a_letter() -> None:
+    # Found by tests/test_fuzz.py: the English G2P failed on "¹1" and "{¹" as written.
+    assert normalize("hello ¹1") == "hello eleven"
+    assert normalize("x² apples") == "x squared apples"
+    assert "one" in normalize("hello {¹")

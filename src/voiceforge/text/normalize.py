@@ -10,6 +10,7 @@ this stage sees only words.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def normalize(text: str, lang: Lang | None = None) -> str:
     `lang`; when None, in the dominant script of the whole text (zh on a tie with any Han, else en).
     Never raises; text it does not understand is left as it is.
     """
-    text = text.translate(_HALF_WIDTH)
+    text = _plain_digits(text.translate(_HALF_WIDTH))
     script = _Script.of(text, lang)
 
     def zh_or_keep(m: re.Match[str]) -> str:
@@ -81,6 +82,19 @@ def normalize(text: str, lang: Lang | None = None) -> str:
 
     # Digits still left were judged English, and the Chinese readings now bound the non-Han runs.
     return _NON_HAN_RUN_RE.sub(english_or_keep, _ZH_FORM_RE.sub(zh_or_keep, text))
+
+
+def _plain_digits(text: str) -> str:
+    """Superscript, subscript, circled and other non-decimal digits become ASCII digits, except
+    right after a letter, where they are powers ("x²": "x squared"). Elsewhere the English G2P
+    cannot read them ("¹1", "{¹" made it fail)."""
+    if text.isascii() or not any(c.isdigit() and not c.isdecimal() for c in text):
+        return text
+    chars = list(text)
+    for i, c in enumerate(text):
+        if c.isdigit() and not c.isdecimal() and not (i and text[i - 1].isalpha()):
+            chars[i] = str(unicodedata.digit(c))
+    return "".join(chars)
 
 
 @dataclass(frozen=True)
