@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     retention_hours: float = Field(default=48.0, gt=0, description="outputs and temp files older go")
     max_tts_chars: int = Field(default=200, ge=1, description="POST /tts text limit (the contract's 200)")
     max_speech_chars: int = Field(default=4096, ge=1, description="/v1/audio/speech input limit")
+    # Slow senders (slow-loris): a body must keep arriving, with at most body_idle_s between
+    # parts, and be complete within body_min_s plus one second per body_min_rate bytes; else 408.
+    body_idle_s: float = Field(default=20.0, gt=0, description="longest pause inside a request body")
+    body_min_s: float = Field(default=30.0, gt=0)
+    body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="JSON / form body limit")
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="one upload, all chunks")
     # circuit breaker around the engine: open after this failure rate over the window

@@ -114,3 +114,9 @@ class Cancelled(VoiceforgeError):
     """The work was cancelled before it finished; nothing partial is kept."""
 
     code = "cancelled"
+
+
+class SlowRequest(VoiceforgeError):
+    """The client sent its request body too slowly (a stalled or slow-loris connection)."""
+
+    code = "request_timeout"

@@ -29,6 +29,7 @@ STATUS: dict[type[e.VoiceforgeError], int] = {
     e.NotFound: 404,
     e.Conflict: 409,
     e.Cancelled: 409,
+    e.SlowRequest: 408,
     e.TooLarge: 413,
     e.RateLimited: 429,
     e.EngineFailure: 500,
