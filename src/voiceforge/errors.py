@@ -120,3 +120,13 @@ class SlowRequest(VoiceforgeError):
     """The client sent its request body too slowly (a stalled or slow-loris connection)."""
 
     code = "request_timeout"
+
+
+class StorageUnavailable(VoiceforgeError):
+    """The disk is full or the database is busy or unreachable: the server's problem, for now."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 10, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)

@@ -37,6 +37,7 @@ STATUS: dict[type[e.VoiceforgeError], int] = {
     e.Overloaded: 503,
     e.EngineUnavailable: 503,
     e.Timeout: 504,
+    e.StorageUnavailable: 503,
 }
 _OPENAI_PREFIXES = ("/v1/audio/speech", "/v1/audio/transcriptions", "/v1/models")
 _OPENAI_TYPES = {
