@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from voiceforge.batch.cli import batch
 from voiceforge.config import Settings
 from voiceforge.errors import InvalidInput, NotFound, VoiceforgeError
 
@@ -37,6 +38,7 @@ voices_app = typer.Typer(
 app.add_typer(voices_app, name="voices")
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.command("batch")(batch)  # implementation: voiceforge/batch/cli.py
 
 log = logging.getLogger("voiceforge.cli")
 
@@ -351,6 +353,25 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str | None,
+        typer.Option(help="engines to serve, comma-separated (e.g. cosyvoice); default: all, transcription"),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="jobs at once (default VOICEFORGE_WORKER_CONCURRENCY)")
+    ] = None,
+    hostname: Annotated[str | None, typer.Option(help="worker name; default voiceforge-<pid>@<host>")] = None,
+) -> None:
+    """Run jobs from the Celery broker (VOICEFORGE_BROKER_URL); the engine loads once per process."""
+    from voiceforge.jobs.worker import run_worker
+
+    settings = Settings()
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    raise typer.Exit(run_worker(settings, queues=names, concurrency=concurrency, hostname=hostname))
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """The one database: voices, jobs, API keys, audit rows, upload sessions.
 
 SQLite by default (``<data_dir>/voiceforge.db``; WAL and a busy timeout make it safe for threads
-and processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes. Every
+and processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes
+(``postgresql://user:pw@host/db`` uses psycopg 3; state changes lock their row). Every
 table declares itself on :class:`Base`; the schema is created on first use. There is no Alembic
 yet, so a schema change needs a migration before release.
 """
@@ -17,7 +18,10 @@ from typing import Any
 
 from sqlalchemy import URL, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from voiceforge.errors import StorageUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -32,9 +36,13 @@ class Database:
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         default = URL.create("sqlite", database=str(Path(data_dir) / "voiceforge.db"))
         url = make_url(database_url) if database_url else default
-        self.engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
+        if url.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver we ship
+            url = url.set(drivername="postgresql+psycopg")
+        if url.get_backend_name() == "sqlite":
+            self.engine = create_engine(url)
             _sqlite_setup(self.engine)
+        else:  # a server: connections that died with a restart are replaced, not handed out
+            self.engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         # Writes begin with BEGIN IMMEDIATE on SQLite: a read-then-write transaction would otherwise
         # fail with "database is locked" at once when another process wrote in between.
@@ -55,8 +63,13 @@ class Database:
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
         self.ensure_schema()
-        with (self._writes if write else self._reads)() as s, s.begin():
-            yield s
+        try:
+            with (self._writes if write else self._reads)() as s, s.begin():
+                yield s
+        except OperationalError as e:  # locked past the busy timeout, or the server is gone
+            raise StorageUnavailable(
+                f"the database is busy or unreachable ({str(e.orig)[:120]}); retry in a few seconds"
+            ) from e
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query (readiness check)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +34,43 @@ class Capabilities:
     max_text_chars: int
     sample_rate: int
     renders_tags: bool  # [breath], <strong>…</strong>: rendered, or dropped and reported
+    # How a cloned voice reaches the engine: "profile" (a VoiceProfile enrolled here, Kokoro),
+    # "prompt" (the prompt recording and its transcript, as CosyVoice3 and remote servers take it).
+    cloning: Literal["profile", "prompt"] = "profile"
+    dialects: frozenset[str] = frozenset()  # instructions such as 用四川话说 that it renders
+    tags: frozenset[str] = frozenset()  # tags it renders ([breath], <strong>); the rest are dropped
+    pronunciation: bool = True  # [h][ào] pinyin and [M][AY0] CMU phoneme markup
+    speed_when_streaming: bool = True  # False: `speed` applies only to whole (non-streamed) renders
+    seed: bool = True  # the same seed gives the same audio
+    local: bool = True  # runs in this process (False: calls another server)
+
+    def describe(self) -> dict[str, Any]:
+        """The capabilities as JSON for ``GET /v1/models`` (the UI disables what is missing)."""
+        return {
+            "languages": sorted(self.languages),
+            "modes": sorted(self.modes),
+            "instruct_controls": sorted(self.instruct_controls),
+            "dialects": sorted(self.dialects),
+            "tags": sorted(self.tags),
+            "renders_tags": self.renders_tags,
+            "pronunciation": self.pronunciation,
+            "cloning": self.cloning,
+            "streaming": self.streaming,
+            "speed_when_streaming": self.speed_when_streaming,
+            "seed": self.seed,
+            "max_text_chars": self.max_text_chars,
+            "sample_rate": self.sample_rate,
+            "local": self.local,
+        }
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt recording for engines that clone from audio (``cloning == "prompt"``)."""
+
+    path: Path  # a mono WAV, checked and trimmed (audio/prompt.py), at 16 kHz or more
+    transcript: str  # what it says, without <|endofprompt|> (engines add their own markers)
+    key: str  # stable digest of audio + transcript: engines cache enrolled speakers by it
 
 
 @dataclass(frozen=True)
@@ -54,6 +92,8 @@ class SynthesisRequest:
     mode: Mode = "preset"
     instruct: str | None = None
     profile: VoiceProfile | None = None  # a cloned voice (zero_shot / cross_lingual)
+    prompt: Prompt | None = None  # the same, for engines that clone from the recording itself
+    engine: str | None = None  # the engine chosen for this request (None: the default)
     # Streaming: cut the first sentence after a clause so the first audio leaves sooner.
     quick_start: bool = False
 
@@ -126,7 +166,7 @@ def check_supported(engine: Engine, request: SynthesisRequest) -> None:
             f"mode '{request.mode}' is not supported by engine {engine.name}; "
             f"supported: {', '.join(sorted(caps.modes))}"
         )
-    if request.mode in ("zero_shot", "cross_lingual") and request.profile is None:
+    if request.mode in ("zero_shot", "cross_lingual") and request.profile is None and request.prompt is None:
         raise InvalidInput(f"mode '{request.mode}' clones a voice: give a prompt recording or a saved voice")
     if request.mode == "instruct" and not (request.instruct or "").strip():
         raise InvalidInput(

@@ -15,7 +15,23 @@ def _kokoro(settings: Settings) -> Engine:
     return KokoroEngine.from_settings(settings)
 
 
-ENGINES: dict[str, Callable[[Settings], Engine]] = {"kokoro": _kokoro}
+def _remote(settings: Settings) -> Engine:
+    from voiceforge.engines.remote import RemoteEngine
+
+    return RemoteEngine.from_settings(settings)
+
+
+def _cosyvoice(settings: Settings) -> Engine:
+    from voiceforge.engines.cosyvoice import CosyVoiceEngine
+
+    return CosyVoiceEngine.from_settings(settings)
+
+
+ENGINES: dict[str, Callable[[Settings], Engine]] = {
+    "kokoro": _kokoro,
+    "remote": _remote,
+    "cosyvoice": _cosyvoice,
+}
 
 
 def create_engine(settings: Settings) -> Engine:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -211,4 +211,13 @@ class JobBackend(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """Jobs by state (metrics, readiness)."""
+        ...
+
+
+@runtime_checkable
+class RemoteWorkers(Protocol):
+    """A backend whose jobs run in other processes (Celery workers): the admin restart reaches them."""
+
+    async def restart_workers(self) -> list[str]:
+        """Ask every worker to reload its engine; the names of those that answered."""
         ...

@@ -1,5 +1,5 @@
 """What each kind of job does when it runs: ``tts`` (one long text), ``batch`` (several texts),
-``transcription`` (Whisper).
+``longform`` (a chapter, sentence by sentence, with subtitles), ``transcription`` (Whisper).
 
 A kind is a function of :class:`Work` that returns the job's result (JSON) or raises. It reports
 progress through ``work.report``, which also raises :class:`~voiceforge.jobs.base.JobCancelled`
@@ -46,6 +46,7 @@ def registry(speech: SpeechService) -> dict[str, Kind]:
     return {
         "tts": functools.partial(run_tts, speech),
         "batch": functools.partial(run_batch, speech),
+        "longform": functools.partial(run_longform, speech),
         "transcription": functools.partial(run_transcription, speech),
     }
 
@@ -88,6 +89,14 @@ def run_batch(speech: SpeechService, work: Work) -> dict[str, Any]:
         first = results[0]["error"]["message"]
         raise JobFailed(f"all {n} items failed; the first: {first}", result=result)
     return result
+
+
+def run_longform(speech: SpeechService, work: Work) -> dict[str, Any]:
+    """A chapter: audio, SRT and VTT named after the job; finished sentences survive a restart."""
+    from voiceforge.service.longform import Longform, render
+
+    spec = Longform(**work.job.params)
+    return render(speech, work.job.id, spec, report=work.report, cancelled=work.cancel)
 
 
 def run_transcription(speech: SpeechService, work: Work) -> dict[str, Any]:

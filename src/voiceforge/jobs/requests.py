@@ -72,6 +72,19 @@ class BatchJob(_Job):
     items: list[SpeechItem] = Field(min_length=1, description="up to max_job_items texts")
 
 
+class LongformJob(SpeechItem, _Job):
+    """A long text or chapter (plain or Markdown): spoken sentence by sentence in one voice, joined
+    with pauses at an even loudness, delivered with SRT and WebVTT subtitles timed from the audio."""
+
+    kind: Literal["longform"]
+    text_format: Literal["text", "markdown"] = Field(
+        default="text", description="markdown: syntax is not read"
+    )
+    loudness_lufs: float = Field(
+        default=-16.0, ge=-30.0, le=-10.0, description="integrated loudness of the result"
+    )
+
+
 class TranscriptionJob(_Job):
     """Transcribe a recording with Whisper: sent inline (``audio``) or uploaded first (``upload_id``)."""
 
@@ -91,10 +104,10 @@ class TranscriptionJob(_Job):
         return self
 
 
-JobRequest = Annotated[TtsJob | BatchJob | TranscriptionJob, Field(discriminator="kind")]
+JobRequest = Annotated[TtsJob | BatchJob | LongformJob | TranscriptionJob, Field(discriminator="kind")]
 
 
-AnyJob = TtsJob | BatchJob | TranscriptionJob
+AnyJob = TtsJob | BatchJob | LongformJob | TranscriptionJob
 
 
 def fingerprint(request: AnyJob) -> str:
@@ -105,7 +118,7 @@ def fingerprint(request: AnyJob) -> str:
 
 def spoken_text(request: AnyJob) -> str | None:
     """The text the job will speak (a batch's items joined), for the word filter and quotas."""
-    if isinstance(request, TtsJob):
+    if isinstance(request, TtsJob | LongformJob):
         return request.text
     if isinstance(request, BatchJob):
         return "\n".join(item.text for item in request.items)
@@ -118,6 +131,8 @@ def prepare(
     """Check ``request`` completely (blocking: it may read voices and decode audio)."""
     digest = fingerprint(request)
     webhook = _check_webhook(request.webhook_url, settings)
+    if isinstance(request, LongformJob):
+        return JobSpec("longform", _check_longform(request, speech), digest, webhook)
     if isinstance(request, TtsJob):
         _check_speech(request, speech, where="")
         params = request.model_dump(include=set(SpeechItem.model_fields))
@@ -171,6 +186,23 @@ def _check_speech(item: SpeechItem, speech: SpeechService, *, where: str) -> Non
         raise type(e)(f"{where}: {e.message}", detail={"param": where.replace("[", ".").rstrip("]")}) from e
 
 
+def _check_longform(request: LongformJob, speech: SpeechService) -> dict[str, Any]:
+    """Every sentence checked as the render will make it; the job's params."""
+    from voiceforge.service.longform import Longform, check
+
+    params = request.model_dump(exclude={"kind", "webhook_url"})
+    spec = Longform(**params)
+    check(speech, spec)  # voice, mode, markup and script of each sentence
+    if request.instruct:  # what the engine checks only when it starts synthesising
+        engine = speech.models.engine
+        realise(
+            parse_instruct(request.instruct),
+            engine=engine.name,
+            supported=engine.capabilities.instruct_controls,
+        )
+    return params
+
+
 def _check_audio(audio: bytes | Path, max_s: float, field: str) -> float:
     try:
         return decode(audio, max_duration_s=max_s).duration_s
@@ -221,6 +253,9 @@ def describe(spec: JobSpec) -> str:
     p: dict[str, Any] = spec.params
     if spec.kind == "tts":
         return f"tts, {len(p['text'])} chars, voice {p['voice'] or 'default'}, {p['format']}"
+    if spec.kind == "longform":
+        voice = p["voice"] or "default"
+        return f"longform, {len(p['text'])} chars ({p['text_format']}), voice {voice}, {p['format']}"
     if spec.kind == "batch":
         return f"batch of {len(p['items'])} items, {sum(len(i['text']) for i in p['items'])} chars"
     return f"transcription of {p['duration']:.1f} s audio ({p['bytes']} bytes)"

@@ -9,6 +9,7 @@ bumps ``version``, which orders the events clients see.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -193,7 +194,7 @@ class JobStore:
     def claim(self, job_id: str) -> Job | None:
         """queued → running (attempts + 1); None when the job is no longer queued."""
         with self.db.session(write=True) as s:
-            row = s.get(JobRow, job_id)
+            row = s.get(JobRow, job_id, with_for_update=True)  # PostgreSQL: one claimer at a time
             if row is None or row.state != "queued":
                 return None
             row.state, row.stage, row.started_at = "running", "starting", utcnow()
@@ -257,11 +258,22 @@ class JobStore:
                 row.cancel_requested, row.stage = True, f"cancelling ({row.stage})"[:200]
             return _touch(row)
 
-    def resume(self, max_attempts: int) -> list[Job]:
-        """At start-up: jobs a crash left running are queued again, or dead-lettered."""
+    def resume(
+        self, max_attempts: int, *, ids: Collection[str] | None = None, started_before: datetime | None = None
+    ) -> list[Job]:
+        """At start-up: jobs a crash left running are queued again, or dead-lettered.
+
+        ``ids``: only these (the Celery backend's jobs whose worker stopped renewing its lease),
+        and only if they started before ``started_before`` (not claimed afresh meanwhile).
+        """
         changed = []
+        query = select(JobRow).where(JobRow.state == "running")
+        if ids is not None:
+            query = query.where(JobRow.id.in_(list(ids)))
+        if started_before is not None:
+            query = query.where(JobRow.started_at < started_before)
         with self.db.session(write=True) as s:
-            for row in s.scalars(select(JobRow).where(JobRow.state == "running")).all():
+            for row in s.scalars(query.with_for_update()).all():
                 if row.cancel_requested:
                     _final(row, "cancelled", None)
                 elif row.attempts >= max_attempts:
@@ -298,7 +310,7 @@ def _keyed(owner: str, key: str) -> Select[JobRow]:
 
 
 def _row(s: Session, job_id: str) -> JobRow:
-    row = s.get(JobRow, job_id)
+    row = s.get(JobRow, job_id, with_for_update=True)  # a no-op on SQLite, whose writes serialise
     if row is None:
         raise NotFound(f"no job {job_id!r}")
     return row

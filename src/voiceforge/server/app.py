@@ -36,7 +36,7 @@ from voiceforge.service.keys import KeyStore
 from voiceforge.service.models import Models
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
-from voiceforge.service.storage import LocalStorage
+from voiceforge.service.storage import open_storage
 from voiceforge.service.uploads import UploadService
 from voiceforge.text.filter import WordFilter
 from voiceforge.voices.library import VoiceLibrary
@@ -80,9 +80,7 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     )
     pool = WorkerPool(worker_count(settings), settings.max_queue, breaker)
     models = Models(settings)
-    speech = SpeechService(
-        models, library, LocalStorage(settings.output_dir), db, settings.data_dir / "clones"
-    )
+    speech = SpeechService(models, library, open_storage(settings), db, settings.data_dir / "clones")
     uploads = UploadService(settings, db, models)
     keys = KeyStore(db)
     auditing = settings.audit == "on" or (settings.audit == "auto" and auth_required)
@@ -154,9 +152,18 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
     errors.install(app)
     app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
     # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
-    app.add_middleware(RequestContext, access_level=logging.INFO if settings.log_json else logging.DEBUG)
+    app.add_middleware(
+        RequestContext,
+        access_level=logging.INFO if settings.log_json else logging.DEBUG,
+        body_idle_s=settings.body_idle_s,
+        body_min_s=settings.body_min_s,
+        body_min_rate=settings.body_min_rate,
+    )
     for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
+    from voiceforge import ui  # Gradio is heavy to import: only when an app is built
+
+    ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
     return app
 
 

@@ -289,9 +289,10 @@ def _credential(scope: Scope) -> str | None:
 
 def _session(scope: Scope) -> str | None:
     """The credential kept in the UI's session cookie, if the request carries one."""
-    for name, value in scope["headers"]:
+    header: bytes
+    for name, header in scope["headers"]:
         if name == b"cookie":
-            for part in value.decode("latin-1").split(";"):
+            for part in header.decode("latin-1").split(";"):
                 key, _, cookie = part.strip().partition("=")
                 if key == SESSION_COOKIE and cookie:
                     return cookie
@@ -301,9 +302,7 @@ def _session(scope: Scope) -> str | None:
 def set_session(response: Response, credential: str, *, secure: bool) -> None:
     """Keep a verified credential for the UI: HttpOnly (no script reads it), SameSite=Strict (no
     other site's page sends it), Secure behind HTTPS; it lasts until the browser closes."""
-    response.set_cookie(
-        SESSION_COOKIE, credential, httponly=True, samesite="strict", secure=secure, path="/"
-    )
+    response.set_cookie(SESSION_COOKIE, credential, httponly=True, samesite="strict", secure=secure, path="/")
 
 
 def clear_session(response: Response) -> None:
@@ -385,7 +384,7 @@ class Guard:
                 principal = await auth.authenticate(scope)
             except Unauthorized as e:
                 if _wants_login(scope):
-                    await RedirectResponse("/login?next=/ui", status_code=303)(scope, receive, send)
+                    await RedirectResponse("/login", status_code=303)(scope, receive, send)
                     return
                 error: VoiceforgeError = e
                 try:

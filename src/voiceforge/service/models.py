@@ -1,6 +1,9 @@
-"""Models the service builds once and shares: the engine (swappable on restart), Whisper, the
+"""Models the service builds once and shares: the engines (swappable on restart), Whisper, the
 speaker encoder and the enroller. Each loads on first use, under a lock, so a process that never
 clones never pays for the encoder and one that never transcribes never loads Whisper.
+
+A deployment offers the engines named in ``VOICEFORGE_ENGINES`` (default: just ``VOICEFORGE_ENGINE``);
+each is built the first time a request names it, so a configured but unused engine costs nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from voiceforge.asr.whisper import Transcriber
 from voiceforge.config import Settings
 from voiceforge.engines.base import Engine
 from voiceforge.engines.registry import create_engine
-from voiceforge.errors import Unsupported
+from voiceforge.errors import InvalidInput, Unsupported
 from voiceforge.voices.cloning import ClonedVoice, clone
 from voiceforge.voices.enroll import Enroller
 
@@ -28,37 +31,81 @@ class Models:
         self.settings = settings
         self._engine_factory = engine_factory
         self._lock = threading.Lock()
-        self._engine: Engine | None = None
+        self._engines: dict[str, Engine] = {}
         self._transcriber: Transcriber | None = None
         self._enroller: Enroller | None = None
         self.generation = 0  # bumped on each reload; logged so a restart shows in the log
 
     @property
-    def engine(self) -> Engine:
+    def names(self) -> list[str]:
+        """The engines this deployment offers, the default first."""
+        return self.settings.engine_names
+
+    def name_of(self, name: str | None) -> str:
+        """``name`` checked against the configured engines (None: the default), without loading it."""
+        if name is None:
+            return self.settings.engine
+        if name not in self.names:
+            raise InvalidInput(
+                f"engine {name[:80]!r} is not offered here; choose one of {', '.join(self.names)} "
+                "(VOICEFORGE_ENGINES lists them)",
+                detail={"param": "model"},
+            )
+        return name
+
+    def get(self, name: str | None = None) -> Engine:
+        """The engine called ``name`` (None: the default), built on first use."""
+        name = self.name_of(name)
         with self._lock:
-            if self._engine is None:
-                self._engine = self._engine_factory(self.settings)
-                self.generation += 1
-            return self._engine
+            engine = self._engines.get(name)
+            if engine is None:
+                engine = self._engine_factory(self._settings_for(name))
+                self._engines[name] = engine
+                if name == self.settings.engine:
+                    self.generation += 1
+            return engine
+
+    def loaded_engine(self, name: str) -> Engine | None:
+        """The engine called ``name`` when it is already built, else None (never loads)."""
+        return self._engines.get(name)
+
+    @property
+    def engine(self) -> Engine:
+        """The deployment's default engine."""
+        return self.get(None)
 
     @property
     def loaded(self) -> bool:
-        return self._engine is not None
+        return self.settings.engine in self._engines
 
     def reload_engine(self) -> Engine:
-        """Build a fresh engine (and drop the enroller bound to the old one)."""
-        engine = self._engine_factory(self.settings)
+        """Build the default engine afresh, and every other one already loaded (drops the enroller)."""
+        names = [self.settings.engine, *(n for n in self._engines if n != self.settings.engine)]
+        fresh = {name: self._engine_factory(self._settings_for(name)) for name in names}
         with self._lock:
-            self._engine, self._enroller = engine, None
+            self._engines.update(fresh)
+            self._enroller = None
             self.generation += 1
+        engine = fresh[self.settings.engine]
         log.info("engine %s reloaded (generation %d)", engine.name, self.generation)
         return engine
 
     def warm(self) -> None:
-        """One short synthesis so the first user request does not pay for onnxruntime's first run."""
+        """One short synthesis so the first user request does not pay for onnxruntime's first run.
+
+        Only an engine in this process is warmed: a remote server may be down at start-up, and that
+        must not stop this one from serving its other engines.
+        """
         from voiceforge.engines.base import SynthesisRequest, synthesize
 
-        synthesize(self.engine, SynthesisRequest(text="你好, hello."))
+        engine = self.engine
+        if engine.capabilities.local and "preset" in engine.capabilities.modes:
+            synthesize(engine, SynthesisRequest(text="你好, hello."))
+
+    def _settings_for(self, name: str) -> Settings:
+        if name == self.settings.engine:
+            return self.settings
+        return self.settings.model_copy(update={"engine": name})
 
     @property
     def transcriber(self) -> Transcriber:
@@ -73,8 +120,13 @@ class Models:
         from voiceforge.voices.embedding import SpeakerEncoder
 
         engine = self.engine
+        if not isinstance(engine, KokoroEngine) and "kokoro" in self.names:
+            engine = self.get("kokoro")  # saved voices are enrolled on Kokoro; others read the prompt
         if not isinstance(engine, KokoroEngine):
-            raise Unsupported(f"engine {engine.name} does not clone voices locally; use a stock voice")
+            raise Unsupported(
+                f"engine {engine.name} does not enroll voices here; add kokoro to VOICEFORGE_ENGINES "
+                "to save voices, or send the prompt recording with each request"
+            )
         with self._lock:
             if self._enroller is None or self._enroller.engine is not engine:
                 self._enroller = Enroller(engine, SpeakerEncoder.load())

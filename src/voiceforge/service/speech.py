@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from voiceforge.audio.encode import AudioFormat, encode, parse_format
 from voiceforge.db import Base, Database, utcnow
-from voiceforge.engines.base import AudioChunk, Mode, SynthesisRequest, check_supported
+from voiceforge.engines.base import AudioChunk, Mode, Prompt, SynthesisRequest, check_supported
 from voiceforge.errors import Cancelled, EngineFailure, InvalidInput, NotFound
 from voiceforge.service.models import Models
 from voiceforge.service.storage import Storage
@@ -48,7 +48,12 @@ class Voice:
     key: str
     name: str | None = None
     profile: VoiceProfile | None = None
+    prompt: Prompt | None = None  # for engines that clone from the recording (cloning == "prompt")
     notes: tuple[str, ...] = ()
+
+    @property
+    def cloned(self) -> bool:
+        return self.profile is not None or self.prompt is not None
 
 
 @dataclass(frozen=True)
@@ -101,15 +106,22 @@ class SpeechService:
         self.observer: Observer | None = None
 
     # -- voices ----------------------------------------------------------------------------------
-    def stock_voices(self) -> list[str]:
-        return [v.name for v in self.models.engine.voices()]
+    def stock_voices(self, engine: str | None = None) -> list[str]:
+        return [v.name for v in self.models.get(engine).voices()]
 
-    def voice_key(self, voice: str | None, prompt: bytes | None, prompt_text: str | None, seed: int) -> str:
+    def voice_key(
+        self,
+        voice: str | None,
+        prompt: bytes | None,
+        prompt_text: str | None,
+        seed: int,
+        engine: str | None = None,
+    ) -> str:
         """What identifies the voice in a cache key, computed without enrolling anything."""
         if prompt is not None:
             digest = hashlib.sha256(prompt).hexdigest()
             return f"prompt:{digest}:{_norm(prompt_text or '')}:{seed}"
-        if voice is None or voice in self.stock_voices():
+        if voice is None or voice in self.stock_voices(engine):
             return f"stock:{voice or ''}"
         return f"library:{self._saved(voice).profile_digest}"
 
@@ -121,17 +133,29 @@ class SpeechService:
         prompt_text: str | None = None,
         seed: int = 1,
         task_id: str = "-",
+        engine: str | None = None,
     ) -> Voice:
-        """A stock voice, a saved one (by id or name), or a prompt recording cloned (cached)."""
+        """A stock voice, a saved one (by id or name), or a prompt recording cloned (cached).
+
+        For an engine that clones from the recording itself (``cloning == "prompt"``) the voice
+        carries the checked prompt and its transcript instead of a Kokoro profile.
+        """
         if prompt is not None and voice is not None:
             raise InvalidInput("give either a prompt recording or a voice, not both")
+        by_prompt = self.models.get(engine).capabilities.cloning == "prompt"
         if prompt is not None:
+            if by_prompt:
+                return self._prompted(prompt, prompt_text, task_id)
             return self._cloned(prompt, prompt_text, seed, task_id)
-        if voice is None or voice in self.stock_voices():
+        if voice is None or voice in self.stock_voices(engine):
             return Voice(key=f"stock:{voice or ''}", name=voice)
         record = self._saved(voice)
         log.info("[%s] voice %s (%s)", task_id, record.name, record.id)
-        return Voice(key=f"library:{record.profile_digest}", profile=self.library.profile(record.id))
+        key = f"library:{record.profile_digest}"
+        if by_prompt:
+            prompted = self._prompted(self.library.prompt_path(record.id), record.transcript, task_id)
+            return Voice(key=key, prompt=prompted.prompt, notes=prompted.notes)
+        return Voice(key=key, profile=self.library.profile(record.id))
 
     def _saved(self, voice: str) -> VoiceRecord:
         try:
@@ -165,6 +189,35 @@ class SpeechService:
         cloned.profile.save(path)
         return Voice(key=key, profile=cloned.profile, notes=tuple(cloned.prompt.notes))
 
+    def _prompted(self, data: bytes | Path, transcript: str | None, task_id: str) -> Voice:
+        """The prompt checked, trimmed and written as WAV (cached by content), with its transcript."""
+        from voiceforge.audio.prompt import prepare_prompt
+        from voiceforge.voices.cloning import transcribe_prompt
+
+        raw = data if isinstance(data, bytes) else data.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        wav = self.clones_dir / f"prompt-{digest}.wav"
+        heard = wav.with_suffix(".txt")  # Whisper's transcript, kept so it runs once per prompt
+        transcript = transcript.strip() if transcript and transcript.strip() else None
+        notes: tuple[str, ...] = ()
+        if wav.is_file() and (transcript or heard.is_file()):
+            wav.touch()  # retention counts from the last use
+            log.info("[%s] prompt already prepared (cached)", task_id)
+        else:
+            log.info("[%s] decoding and checking prompt (%d bytes)", task_id, len(raw))
+            prepared = prepare_prompt(raw)
+            notes = tuple(prepared.notes)
+            self.clones_dir.mkdir(parents=True, exist_ok=True)
+            wav.write_bytes(encode(prepared.samples, prepared.sample_rate, AudioFormat.WAV))
+            if transcript is None:
+                transcript, language = transcribe_prompt(prepared, self.models.transcriber)
+                heard.write_text(transcript, encoding="utf-8")
+                log.info("[%s] transcribed prompt (%s): %d characters", task_id, language, len(transcript))
+        if transcript is None:
+            transcript = heard.read_text(encoding="utf-8")
+        key = hashlib.sha256(f"{digest}|{_norm(transcript)}".encode()).hexdigest()
+        return Voice(key=f"prompt:{key}", prompt=Prompt(wav, transcript.strip(), key), notes=notes)
+
     # -- requests --------------------------------------------------------------------------------
     def request(
         self,
@@ -175,13 +228,15 @@ class SpeechService:
         instruct: str | None = None,
         speed: float = 1.0,
         seed: int = 1,
+        engine: str | None = None,
     ) -> SynthesisRequest:
         """A checked engine request; the mode defaults from what was given."""
         if not text.strip():
             raise InvalidInput("text is empty; give the words to speak")
+        chosen = self.models.get(engine)
         instruct = instruct if instruct and instruct.strip() else None
-        mode = mode or infer_mode(instruct, cloned=voice.profile is not None)
-        if mode == "preset" and voice.profile is not None:
+        mode = mode or infer_mode(instruct, cloned=voice.cloned)
+        if mode == "preset" and voice.cloned:
             raise InvalidInput("mode 'preset' speaks a stock voice; use zero_shot for a cloned or saved one")
         if instruct:
             parse_instruct(instruct)
@@ -193,16 +248,27 @@ class SpeechService:
             mode=mode,
             instruct=instruct,
             profile=voice.profile,
+            prompt=voice.prompt,
+            engine=chosen.name,
         )
-        check_supported(self.models.engine, request)
+        check_supported(chosen, request)
         return request
 
     def cache_key(
-        self, voice_key: str, text: str, *, mode: str, instruct: str | None, speed: float, seed: int, fmt: str
+        self,
+        voice_key: str,
+        text: str,
+        *,
+        mode: str,
+        instruct: str | None,
+        speed: float,
+        seed: int,
+        fmt: str,
+        engine: str | None = None,
     ) -> str:
         """engine + voice + normalised text + parameters + seed: equal keys give equal audio."""
         parts = {
-            "engine": self.models.engine.name,
+            "engine": self.models.name_of(engine),
             "voice": voice_key,
             "text": _norm(text),
             "mode": mode,
@@ -265,7 +331,7 @@ class SpeechService:
         """Synthesise the whole request, encode it and store it as ``<task_id>.<ext>``."""
         fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
         chunks: list[np.ndarray] = []
-        rate = self.models.engine.capabilities.sample_rate
+        rate = self.models.get(request.engine).capabilities.sample_rate
         for chunk in self.stream(task_id, request, cancelled=cancelled):
             chunks.append(chunk.samples)
             rate = chunk.sample_rate
@@ -279,18 +345,22 @@ class SpeechService:
         name = f"{task_id}.{fmt.extension}"
         self.storage.put(name, data)
         output = Output(task_id, name, round(len(samples) / rate, 3), rate, fmt.value)
-        with self.db.session(write=True) as s:
-            s.add(
-                _OutputRow(
-                    task_id=task_id,
-                    name=name,
-                    cache_key=cache_key,
-                    format=fmt.value,
-                    duration=output.duration,
-                    sample_rate=rate,
-                    created_at=utcnow(),
+        try:
+            with self.db.session(write=True) as s:
+                s.add(
+                    _OutputRow(
+                        task_id=task_id,
+                        name=name,
+                        cache_key=cache_key,
+                        format=fmt.value,
+                        duration=output.duration,
+                        sample_rate=rate,
+                        created_at=utcnow(),
+                    )
                 )
-            )
+        except BaseException:  # no file without its row (a locked database, a stop)
+            self.storage.delete(name)
+            raise
         if cache_key:
             self._remember(cache_key, output)
         log.info("[%s] saved outputs/%s (%.2f s of audio)", task_id, name, output.duration)
@@ -300,7 +370,7 @@ class SpeechService:
         self, task_id: str, request: SynthesisRequest, *, cancelled: threading.Event | None = None
     ) -> Iterator[AudioChunk]:
         """The engine's chunks, logged per sentence; stops between sentences when cancelled."""
-        engine = self.models.engine
+        engine = self.models.get(request.engine)
         log.info(
             "[%s] synthesising %d characters with %s (%s)",
             task_id,

@@ -7,6 +7,7 @@ same five methods.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -14,9 +15,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from voiceforge.errors import NotFound
+from voiceforge.errors import NotFound, StorageUnavailable
+
+if TYPE_CHECKING:
+    from voiceforge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,9 @@ def check_name(name: str) -> str:
 
 
 class Storage(Protocol):
+    """Where outputs go. ``path`` hands back a local file to serve (with ranges): a remote store
+    (S3-compatible) returns a read-through copy in a local cache directory."""
+
     def put(self, name: str, data: bytes) -> None: ...
     def path(self, name: str) -> Path: ...
     def exists(self, name: str) -> bool: ...
@@ -47,13 +54,20 @@ class LocalStorage:
     def put(self, name: str, data: bytes) -> None:
         """Write atomically: readers see the whole file or none of it."""
         target = self.root / check_name(name)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".part")
+        tmp: str | None = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".part")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as e:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise StorageUnavailable(
+                    f"cannot save {name}: the output folder {self.root} is full or read-only "
+                    f"({e.strerror}); the operator must free space; retry later"
+                ) from e
             raise
 
     def path(self, name: str) -> Path:
@@ -93,3 +107,9 @@ class LocalStorage:
             for entry in entries:
                 if entry.is_file(follow_symlinks=False):
                     yield Path(entry.path)
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The outputs store the settings name: ``output_dir``, a local disk or a shared mount (NFS)
+    that every API node and worker sees. The place where an S3-compatible store would be chosen."""
+    return LocalStorage(settings.output_dir)

@@ -7,6 +7,7 @@ lines containing it (a task id or trace id). Events: ``ready`` once subscribed, 
 
 ``POST /admin/restart``: drain and restart the engine workers without dropping queued work:
 running tasks finish, queued ones wait, a fresh engine loads and warms up, the workers resume.
+With the Celery backend the restart is also broadcast to the job workers (stage ``workers``).
 ``GET /admin/restart`` reports the stage (readiness says "restarting" meanwhile).
 """
 
@@ -26,6 +27,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from voiceforge.errors import Conflict, EngineFailure, ModelUnavailable
+from voiceforge.jobs.base import RemoteWorkers
 from voiceforge.server.auth import Principal, require
 from voiceforge.server.logstream import LogLine, LogStream, parse_level
 from voiceforge.server.state import Services, services
@@ -135,6 +137,8 @@ class Restarter:
             r.stages[-1].detail = f"engine {engine.name} generation {models.generation} loaded"
             await self._stage(r, "warming", models.warm)
             r.stages[-1].detail = "one short synthesis"
+            if isinstance(self.svc.jobs, RemoteWorkers):
+                await self._workers(r, self.svc.jobs)
         except Exception as e:  # the restart failed; the old engine keeps serving, and the cause is logged
             log.exception("restart failed at stage %s", r.stage)
             r.state, r.error = "failed", str(e)[:500]
@@ -152,6 +156,18 @@ class Restarter:
                 r.finished_at - (r.started_at or 0),
                 r.generation,
             )
+
+    async def _workers(self, r: Restart, workers: RemoteWorkers) -> None:
+        """Job workers on other machines reload their engines too (broadcast; each one reloads
+        in the background, its running jobs finish on the old engine)."""
+        started = time.perf_counter()
+        try:
+            hosts = await workers.restart_workers()
+            detail = f"{len(hosts)} job workers restarting: {', '.join(hosts) or 'none answered'}"
+        except Exception as e:  # the broker is away: this node's restart still counts
+            detail = f"job workers not reached ({type(e).__name__}: {e})"[:300]
+        r.stages.append(Stage("workers", round(time.perf_counter() - started, 3), detail))
+        log.info("restart: %s", detail)
 
     async def _stage(self, r: Restart, name: str, fn: Any, *args: Any) -> Any:
         r.stage = name

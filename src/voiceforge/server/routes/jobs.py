@@ -108,7 +108,7 @@ async def submit(
     else:
         spec = await run_in_threadpool(prepare, body, svc.speech, svc.settings, svc.uploads)
         if (text := spoken_text(body)) is not None:  # word filter, daily quota, audit hash
-            await admit(request, text, field="text" if body.kind == "tts" else "items")
+            await admit(request, text, field="items" if body.kind == "batch" else "text")
         job, created = await backend.submit(
             spec, owner=caller.id, idempotency_key=idempotency_key, base_url=_base(request)
         )

@@ -2,9 +2,10 @@
 
 The official ``openai`` SDKs work against it unmodified (``base_url=<server>/v1``). Differences:
 
-- ``model``: ``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts`` (dated or not), ``voiceforge`` or the engine's
-  name all mean the one engine; anything else is a 400 listing these. ``instructions`` work with every
-  model (they go to the engine's instruct mode).
+- ``model``: ``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts`` (dated or not) and ``voiceforge`` mean the
+  deployment's default engine; an engine's name (``kokoro``, ``remote``, ``cosyvoice``, as
+  ``VOICEFORGE_ENGINES`` offers them) picks that engine; anything else is a 400 listing these.
+  ``instructions`` work with every model (they go to the engine's instruct mode).
 - ``voice``: a stock voice, a saved voice (id or name, or ``{"id": ...}``), or an OpenAI voice name.
   OpenAI names map onto stock voices by a fixed rule (:func:`openai_voices`): the engine's namesake
   when it has one (Kokoro's ``af_alloy`` for ``alloy``), otherwise the stock voices of the same gender
@@ -46,7 +47,7 @@ from voiceforge.asr.whisper import Transcript
 from voiceforge.audio.decode import decode, resample
 from voiceforge.audio.encode import AudioFormat
 from voiceforge.engines.base import SPEED_MAX, SPEED_MIN, Engine, VoiceInfo
-from voiceforge.errors import InvalidInput, NotFound, TooLarge
+from voiceforge.errors import InvalidInput, NotFound, TooLarge, VoiceforgeError
 from voiceforge.server.auth import Principal, require
 from voiceforge.server.limits import admit
 from voiceforge.server.schemas import FormatName, Speed
@@ -145,13 +146,7 @@ async def speech(
     body = await _json_body(request, svc.settings.max_body_bytes)
     task_id = new_task_id()
     request.state.task_id = task_id
-    engine = svc.speech.models.engine
-    models = (*SPEECH_MODELS, engine.name)
-    if body.model not in models:
-        raise InvalidInput(
-            f"unknown model {body.model[:80]!r}; choose one of {', '.join(models)}",
-            detail={"param": "model"},
-        )
+    engine = await run_in_threadpool(svc.speech.models.get, engine_for_model(svc, body.model))
     limit = svc.settings.max_speech_chars
     if len(body.input) > limit:
         raise InvalidInput(
@@ -174,8 +169,10 @@ async def speech(
     speech_service = svc.speech
 
     def produce(cancelled: threading.Event) -> Iterator[EncodedPiece]:
-        voice = resolve_voice(speech_service, body.voice_name, aliases, task_id)
-        req = speech_service.request(body.input, voice, instruct=body.instructions, speed=body.speed)
+        voice = resolve_voice(speech_service, body.voice_name, aliases, task_id, engine.name)
+        req = speech_service.request(
+            body.input, voice, instruct=body.instructions, speed=body.speed, engine=engine.name
+        )
         # The first sentence is cut after a clause where that is safe: the first audio leaves sooner.
         req = replace(req, quick_start=True)
         yield from encoded_speech(speech_service, task_id, req, fmt, cancelled)
@@ -216,23 +213,39 @@ def openai_voices(engine: Engine) -> dict[str, str]:
     return mapping
 
 
-def resolve_voice(speech: SpeechService, name: str, aliases: dict[str, str], task_id: str) -> Voice:
+def engine_for_model(svc: Services, model: str) -> str | None:
+    """The engine a request's ``model`` names: None (the default) for OpenAI's names, else its own."""
+    names = svc.speech.models.names
+    if model in names:
+        return model
+    if model in SPEECH_MODELS:
+        return None
+    raise InvalidInput(
+        f"unknown model {model[:80]!r}; choose one of {', '.join((*SPEECH_MODELS, *names))}",
+        detail={"param": "model"},
+    )
+
+
+def resolve_voice(
+    speech: SpeechService, name: str, aliases: dict[str, str], task_id: str, engine: str | None = None
+) -> Voice:
     """A stock voice, else a saved one, else an OpenAI name's stock voice (blocking: database)."""
-    if name in speech.stock_voices():
-        return speech.resolve(name, task_id=task_id)
+    if name in speech.stock_voices(engine):
+        return speech.resolve(name, task_id=task_id, engine=engine)
     try:
         speech.library.get(name)
     except NotFound:
         alias = aliases.get(name.lower())
         if alias is None:
+            stock = ", ".join(speech.stock_voices(engine))
             raise InvalidInput(
-                f"unknown voice {name[:80]!r}; choose a stock voice ({', '.join(speech.stock_voices())}), "
+                f"unknown voice {name[:80]!r}; choose a stock voice ({stock}), "
                 f"an OpenAI voice ({', '.join(OPENAI_VOICES)}) or a saved voice (GET /v1/voices lists them)",
                 detail={"param": "voice"},
             ) from None
         log.info("[%s] OpenAI voice %s speaks as %s", task_id, name.lower(), alias)
-        return speech.resolve(alias, task_id=task_id)
-    return speech.resolve(name, task_id=task_id)
+        return speech.resolve(alias, task_id=task_id, engine=engine)
+    return speech.resolve(name, task_id=task_id, engine=engine)
 
 
 async def _json_body(request: Request, limit: int) -> SpeechRequest:
@@ -437,12 +450,50 @@ async def get_model(
 
 
 async def _models(svc: Services) -> list[dict[str, Any]]:
-    engine = svc.speech.models.engine
-    caps = engine.capabilities
+    """OpenAI's names for the default engine, then each configured engine by its own name."""
+    models = svc.speech.models
     saved = await run_in_threadpool(svc.library.list)
-    speech_info = {
+    saved_voices = [{"id": v.id, "name": v.name} for v in saved]
+    listed: list[dict[str, Any]] = []
+    for name in models.names:
+        try:
+            engine: Engine | None = await run_in_threadpool(models.get, name)
+            problem = None
+        except VoiceforgeError as e:  # listed as unavailable, with what to do, rather than hidden
+            engine, problem = None, e.message
+        info = _speech_info(svc, name, engine, problem, saved_voices)
+        ids = [*SPEECH_MODELS, name] if name == models.names[0] and name not in SPEECH_MODELS else [name]
+        listed += [_model(i, info) for i in ids]
+    asr_info = {
+        "kind": "transcription",
+        "engine": "whisper-base",
+        "response_formats": list(formats.FORMATS),
+        "max_upload_bytes": svc.settings.max_upload_bytes,
+        "max_audio_seconds": svc.settings.max_transcription_s,
+    }
+    listed.append(_model(TRANSCRIPTION_MODEL, asr_info))
+    return listed
+
+
+def _speech_info(
+    svc: Services,
+    name: str,
+    engine: Engine | None,
+    problem: str | None,
+    saved_voices: list[dict[str, str]],
+) -> dict[str, Any]:
+    """One engine's entry: what it can do (``capabilities``, for the UI's controls) and its voices."""
+    info: dict[str, Any] = {
         "kind": "speech",
-        "engine": engine.name,
+        "engine": name,
+        "default": name == svc.speech.models.names[0],
+        "available": engine is not None,
+    }
+    if engine is None:
+        return info | {"error": problem}
+    caps = engine.capabilities
+    return info | {
+        "capabilities": caps.describe(),
         "modes": sorted(caps.modes),
         "languages": sorted(caps.languages),
         "instruct_controls": sorted(caps.instruct_controls),
@@ -462,19 +513,8 @@ async def _models(svc: Services) -> list[dict[str, Any]]:
             for v in engine.voices()
         ],
         "openai_voices": openai_voices(engine),
-        "saved_voices": [{"id": v.id, "name": v.name} for v in saved],
+        "saved_voices": saved_voices,
     }
-    asr_info = {
-        "kind": "transcription",
-        "engine": "whisper-base",
-        "response_formats": list(formats.FORMATS),
-        "max_upload_bytes": svc.settings.max_upload_bytes,
-        "max_audio_seconds": svc.settings.max_transcription_s,
-    }
-    ids = [*SPEECH_MODELS, engine.name] if engine.name not in SPEECH_MODELS else list(SPEECH_MODELS)
-    models = [_model(i, speech_info) for i in ids]
-    models.append(_model(TRANSCRIPTION_MODEL, asr_info))
-    return models
 
 
 def _model(model_id: str, info: dict[str, Any]) -> dict[str, Any]:

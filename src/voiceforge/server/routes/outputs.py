@@ -13,6 +13,10 @@ from voiceforge.server.state import Services, services
 router = APIRouter(tags=["outputs"])
 
 
+# Subtitles of long-form jobs.
+_SUBTITLES = {"srt": "application/x-subrip; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
+
+
 @router.get(
     "/outputs/{name}", response_class=FileResponse, responses={404: {"description": "no such output"}}
 )
@@ -21,7 +25,7 @@ async def output(name: str, svc: Annotated[Services, Depends(services)]) -> File
     path = svc.speech.storage.path(name)  # validates the name; NotFound otherwise
     ext = path.suffix.lstrip(".")
     try:
-        media = parse_format(ext).mime_type
+        media = _SUBTITLES.get(ext) or parse_format(ext).mime_type
     except Exception:
         media = "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=86400"})

@@ -6,16 +6,19 @@ out, or ``{"success": false, "error", "code", "detail"}`` with 400/401/413/429/5
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from voiceforge.errors import InvalidInput, TooLarge
 from voiceforge.server.auth import Principal, require
+from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.limits import admit
 from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.state import Services, services
@@ -94,9 +97,21 @@ async def tts(
     request: Request,
     svc: Annotated[Services, Depends(services)],
     principal: Annotated[Principal, Depends(require("tts"))],
-) -> TtsResponse:
-    """Speak ``text`` in a stock, saved or prompt-cloned voice; returns a URL to the audio."""
+) -> JSONResponse:
+    """Speak ``text`` in a stock, saved or prompt-cloned voice; returns a URL to the audio.
+
+    With an ``Idempotency-Key`` header, a retry with the same key and body returns the first
+    answer (``Idempotent-Replayed: true``) without speaking or charging the text again.
+    """
     body = await _parse(request, svc.settings.max_body_bytes)
+
+    async def make() -> tuple[int, Any]:
+        return 200, (await _speak(request, svc, body)).model_dump(mode="json")
+
+    return await once(request, svc, "tts", fingerprint(body.model_dump(mode="json")), make)
+
+
+async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsResponse:
     await admit(request, body.text, prompt_text=body.prompt_text)  # word filter, daily quota, audit hash
     task_id = new_task_id()
     request.state.task_id = task_id
@@ -198,12 +213,12 @@ async def _parse(request: Request, limit: int) -> TtsRequest:
         raw = await request.body()
         if len(raw) > limit:
             raise TooLarge(f"request body is {len(raw) // 1024} KiB; at most {limit // 1024} KiB is accepted")
-        import json
-
         try:
             data = json.loads(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidInput(f"the body is not valid JSON ({e}); send JSON or a form") from e
+        except RecursionError as e:
+            raise InvalidInput("the body's JSON is nested too deeply; send a flat object") from e
         if not isinstance(data, dict):
             raise InvalidInput('the body must be a JSON object such as {"text": "你好"}')
     try:

@@ -26,6 +26,7 @@ from starlette.datastructures import UploadFile
 
 from voiceforge.errors import Conflict, InvalidInput, NotFound
 from voiceforge.server.auth import require
+from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import FORM_OVERHEAD, read_body, read_form, upload_service
 from voiceforge.server.schemas import Seed
 from voiceforge.server.state import Services, services
@@ -139,9 +140,19 @@ async def list_voices(svc: Annotated[Services, Depends(services)]) -> VoiceList:
 async def create_voice(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """Clone and save a voice from a 3–15 s recording (``file``) or a finished upload (``upload_id``).
 
-    Enrollment takes seconds to tens of seconds; it runs on the engine workers.
+    Enrollment takes seconds to tens of seconds; it runs on the engine workers. With an
+    ``Idempotency-Key`` header, a retry with the same key and body returns the voice the first
+    request saved (``Idempotent-Replayed: true``) instead of a 409 for the taken name.
     """
     body, prompt = await _new_voice(request, svc)
+
+    async def make() -> tuple[int, Any]:
+        return 201, await _create(request, svc, body, prompt)
+
+    return await once(request, svc, "voices", fingerprint(body.model_dump(mode="json"), prompt), make)
+
+
+async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes | None) -> dict[str, Any]:
     task_id = new_task_id()
     request.state.task_id = task_id
     if body.language is not None and body.language not in (langs := _languages(svc)):
@@ -181,7 +192,7 @@ async def create_voice(request: Request, svc: Annotated[Services, Depends(servic
         meta.get("stock_sim"),
         meta.get("calibration_sim"),
     )
-    return JSONResponse(_saved(record).model_dump(mode="json"), status_code=201)
+    return _saved(record).model_dump(mode="json")
 
 
 @router.post(

@@ -1,0 +1,2 @@
+// voiceforge WeChat mini-program sample: see README.md (server domain, API key).
+App({});

@@ -1,0 +1,163 @@
+"""``Idempotency-Key`` for create calls that answer at once (``POST /tts``, ``POST /v1/voices``).
+
+The first request with a key runs and its answer is stored against (caller, route, key); a retry
+with the same key and the same body gets that stored answer (header ``Idempotent-Replayed:
+true``) and nothing runs again, so a client that lost the first answer never makes a duplicate.
+The same key with a different body is a 409. Requests with one key are serialised within this
+process, so a retry that arrives while the first is still running waits for it. Keys live for
+``TTL_S``. (``POST /v1/jobs`` keeps its key on the job row itself; see routes/jobs.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.concurrency import run_in_threadpool
+
+from voiceforge.db import Base, Database, aware, utcnow
+from voiceforge.errors import Conflict, InvalidInput
+from voiceforge.server.state import Services
+
+TTL_S = 24 * 3600
+HEADER = "Idempotency-Key"
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+PRUNE_EVERY = 500  # stored answers between sweeps of expired keys
+
+
+class _KeyRow(Base):
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    route: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class IdempotencyStore:
+    """Stored answers by (owner, route, key), in the shared database."""
+
+    def __init__(self, db: Database, ttl_s: float = TTL_S) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self._locks: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
+        self._puts = 0
+
+    @asynccontextmanager
+    async def held(self, owner: str, route: str, key: str) -> AsyncIterator[None]:
+        """One request per key at a time in this process."""
+        ident = (owner, route, key)
+        lock, users = self._locks.get(ident, (asyncio.Lock(), 0))
+        self._locks[ident] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[ident]
+            if users <= 1:
+                del self._locks[ident]
+            else:
+                self._locks[ident] = (lock, users - 1)
+
+    def get(self, owner: str, route: str, key: str, fingerprint: str) -> tuple[int, Any] | None:
+        """The stored answer, None if the key is new (or expired), Conflict if it named another body."""
+        with self.db.session() as s:
+            row = s.get(_KeyRow, (owner, route, key))
+            if row is None or aware(row.created_at) < utcnow() - timedelta(seconds=self.ttl_s):
+                return None
+            if row.fingerprint != fingerprint:
+                raise Conflict(
+                    f"Idempotency-Key {key[:60]!r} was used for a different request; "
+                    "use a new key for a new request",
+                    detail={"param": HEADER},
+                )
+            return row.status, row.body
+
+    def put(self, owner: str, route: str, key: str, fingerprint: str, status: int, body: Any) -> None:
+        now = utcnow()
+        try:
+            with self.db.session(write=True) as s:
+                row = s.get(_KeyRow, (owner, route, key))  # an expired one is reused
+                if row is None:
+                    row = _KeyRow(owner=owner, route=route, key=key)
+                    s.add(row)
+                row.fingerprint, row.status, row.body, row.created_at = fingerprint, status, body, now
+        except IntegrityError:  # another node stored it first: its answer stands
+            return
+        self._puts += 1
+        if self._puts % PRUNE_EVERY == 0:
+            with self.db.session(write=True) as s:
+                cutoff = now - timedelta(seconds=self.ttl_s)
+                expired = s.scalars(select(_KeyRow).where(_KeyRow.created_at < cutoff)).all()
+                for row in expired:
+                    s.delete(row)
+
+
+def key_of(request: Request) -> str | None:
+    """The request's Idempotency-Key, checked; None when it has none."""
+    value = request.headers.get(HEADER)
+    if value is None:
+        return None
+    if not _KEY.fullmatch(value):
+        raise InvalidInput(
+            f"{HEADER} must be 1–255 printable ASCII characters without spaces, e.g. a UUID",
+            detail={"param": HEADER},
+        )
+    return value
+
+
+def fingerprint(*parts: Any) -> str:
+    """What a repeated key is compared with: the request's fields (and file digests), canonical."""
+    canonical = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=_digest)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _digest(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return hashlib.sha256(value).hexdigest()
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def _store(svc: Services) -> IdempotencyStore:
+    store = svc.extras.get("idempotency")
+    if not isinstance(store, IdempotencyStore):
+        store = svc.extras["idempotency"] = IdempotencyStore(svc.db)
+    return store
+
+
+async def once(
+    request: Request,
+    svc: Services,
+    route: str,
+    request_fingerprint: str,
+    make: Callable[[], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run ``make`` (→ status, JSON body) once per Idempotency-Key; without a key, just run it."""
+    key = key_of(request)
+    if key is None:
+        status, body = await make()
+        return JSONResponse(body, status_code=status)
+    principal = request.scope.get("state", {}).get("principal")
+    owner = str(getattr(principal, "id", "anonymous"))
+    store = _store(svc)
+    async with store.held(owner, route, key):
+        earlier = await run_in_threadpool(store.get, owner, route, key, request_fingerprint)
+        if earlier is not None:
+            return JSONResponse(earlier[1], status_code=earlier[0], headers={"Idempotent-Replayed": "true"})
+        status, body = await make()
+        await run_in_threadpool(store.put, owner, route, key, request_fingerprint, status, body)
+        return JSONResponse(body, status_code=status)

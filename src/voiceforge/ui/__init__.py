@@ -1,0 +1,41 @@
+"""The web UI: Gradio at ``/ui`` (``/`` redirects there), the login page and the mobile page ``/m``.
+
+``mount(app, settings)`` adds it to the FastAPI app the factory builds; its handlers reach the
+services through ``app.state.services`` when they run, so nothing here is built at import time.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI
+
+from voiceforge.config import Settings
+from voiceforge.server.state import Services
+
+UI_PATH = "/ui"
+
+
+def mount(app: FastAPI, settings: Settings) -> None:
+    from voiceforge.ui import pages
+    from voiceforge.ui.app import CSS, build
+
+    def services() -> Services:
+        svc: Services = app.state.services
+        return svc
+
+    app.include_router(pages.router)
+    theme = gr.themes.Default(
+        primary_hue="orange", font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    gr.mount_gradio_app(
+        app,
+        build(services),
+        path=UI_PATH,
+        footer_links=[],
+        allowed_paths=[str(settings.output_dir), str(settings.data_dir)],
+        show_error=False,  # handlers turn errors into messages; nothing else should reach a person
+        ssr_mode=False,
+        theme=theme,
+        css=CSS,
+        head=f"<script>{pages.static('ui.js')}</script>",
+    )

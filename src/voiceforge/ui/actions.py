@@ -1,0 +1,162 @@
+"""What the UI's buttons do, in service terms: the same service calls the HTTP routes make.
+
+Blocking functions here run on the engine worker pool (``svc.pool.run``); the Gradio handlers in
+:mod:`voiceforge.ui.app` only await them, translate the outcome and update components.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voiceforge.audio.decode import decode
+from voiceforge.audio.prompt import prepare_prompt
+from voiceforge.engines.base import AudioChunk, SynthesisRequest
+from voiceforge.errors import Forbidden, InvalidInput
+from voiceforge.server.auth import ANONYMOUS, SESSION_COOKIE, Principal
+from voiceforge.server.state import Services
+from voiceforge.service.models import Models
+from voiceforge.service.speech import Output, SpeechService, Voice
+from voiceforge.voices.cloning import transcribe_prompt
+from voiceforge.voices.library import VoiceRecord
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (sentences done, total)
+
+
+@dataclass(frozen=True)
+class Form:
+    """One press of Generate: what the person chose, before any check."""
+
+    text: str
+    mode: str
+    voice: str | None  # a stock voice's name or a saved voice's id; None: the engine's default
+    prompt: Path | None  # the prompt recording (upload or microphone)
+    prompt_text: str | None
+    instruct: str | None
+    seed: int
+    speed: float
+    format: str
+
+
+@dataclass(frozen=True)
+class PromptCheck:
+    transcript: str
+    rate: int
+    speech_s: float
+    notes: tuple[str, ...]
+
+
+async def caller(svc: Services, cookies: dict[str, str]) -> Principal:
+    """Who is using the page: the session cookie's principal when auth is on (Guard has already
+    let the request in with it), else the local anonymous principal with every scope."""
+    if not svc.auth.required:
+        return ANONYMOUS
+    return await svc.auth.verify(cookies.get(SESSION_COOKIE, ""))
+
+
+def need(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(
+            f"this needs the {scope!r} scope and {principal.id} does not have it; sign in with another key",
+            detail={"scope": scope},
+        )
+
+
+async def admit(svc: Services, principal: Principal, ip: str, text: str, prompt_text: str | None) -> None:
+    """What POST /tts checks before work starts: rate limit, word filter, daily quota."""
+    await svc.limiter.hit("tts", principal, ip)
+    if svc.words is not None:
+        svc.words.check(text, "text")
+        if prompt_text and svc.settings.filter_prompt_text:
+            svc.words.check(prompt_text, "prompt_text")
+    if principal.quota_chars > 0:
+        await svc.limiter.charge(principal, len(text))
+
+
+def check_prompt(models: Models, path: Path) -> PromptCheck:
+    """The checks enrollment runs (sample rate, length, speech, clipping), then the words by ASR.
+
+    Raises InvalidInput with the message a person can act on.
+    """
+    prompt = prepare_prompt(path)
+    transcript, _language = transcribe_prompt(prompt, models.transcriber)
+    return PromptCheck(transcript, prompt.original_rate, prompt.speech_s, tuple(prompt.notes))
+
+
+def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[Voice, SynthesisRequest]:
+    """The voice (a prompt cloned, a saved or a stock one) and the checked engine request."""
+    cloned = form.prompt is not None or (form.voice is not None and form.voice not in speech.stock_voices())
+    if form.mode in ("zero_shot", "cross_lingual") and not cloned:
+        raise InvalidInput(f"mode {form.mode} clones a voice: give a prompt recording or pick a saved voice")
+    prompt = form.prompt.read_bytes() if form.prompt is not None else None
+    voice = speech.resolve(
+        None if prompt is not None else form.voice,
+        prompt=prompt,
+        prompt_text=form.prompt_text,
+        seed=form.seed,
+        task_id=task_id,
+    )
+    mode: Any = form.mode
+    request = speech.request(
+        form.text, voice, mode=mode, instruct=form.instruct, speed=form.speed, seed=form.seed
+    )
+    return voice, request
+
+
+def speak(speech: SpeechService, form: Form, task_id: str, progress: Progress) -> tuple[Output, list[str]]:
+    """What POST /tts does on its worker: resolve the voice (cloning a prompt), check the request,
+    answer from the cache or render. Returns the output and the prompt's notes."""
+    voice, request = engine_request(speech, form, task_id)
+    key = speech.cache_key(
+        voice.key,
+        form.text,
+        mode=request.mode,
+        instruct=request.instruct,
+        speed=form.speed,
+        seed=form.seed,
+        fmt=form.format,
+    )
+    if (hit := speech.cached(key)) is not None:
+        log.info("[%s] cache hit: %s", task_id, hit.name)
+        return hit, list(voice.notes)
+    output = speech.render(
+        task_id,
+        request,
+        form.format,
+        cache_key=key,
+        progress=lambda done, total, _stage: progress(done, total),
+    )
+    return output, list(voice.notes)
+
+
+def stream(
+    speech: SpeechService, form: Form, task_id: str, cancelled: threading.Event
+) -> Iterator[AudioChunk]:
+    """The request's audio sentence by sentence (the streaming preview; nothing is stored)."""
+    _voice, request = engine_request(speech, form, task_id)
+    yield from speech.stream(task_id, request, cancelled=cancelled)
+
+
+def save_voice(
+    speech: SpeechService, name: str, path: Path, transcript: str | None, seed: int
+) -> VoiceRecord:
+    """Keep the prompt in the voice library, as POST /v1/voices does; the enrollment is the one a
+    generation with this prompt already made (the speech service caches it), or made now."""
+    prompt = path.read_bytes()
+    voice = speech.resolve(prompt=prompt, prompt_text=transcript, seed=seed, task_id="save")
+    assert voice.profile is not None  # a prompt always resolves to a cloned profile
+    meta = {**voice.profile.meta, "transcript_source": "given" if transcript else "asr"}
+    return speech.library.create(
+        name,
+        prompt=prompt,
+        prompt_format=decode(prompt).container,
+        profile=voice.profile,
+        consent=False,
+        meta=meta,
+    )
