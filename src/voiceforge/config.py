@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     body_idle_s: float = Field(default=20.0, gt=0, description="longest pause inside a request body")
     body_min_s: float = Field(default=30.0, gt=0)
     body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
+    ui: bool = True  # the web UI (/ui, /login, /m); off: the API alone, without importing Gradio
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="JSON / form body limit")
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="one upload, all chunks")
     # circuit breaker around the engine: open after this failure rate over the window

@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = launch(tmp_path_factory.mktemp("ui-server"))
+    srv = launch(tmp_path_factory.mktemp("ui-server"), {"VOICEFORGE_UI": "1"})
     yield srv
     srv.stop()
 

@@ -19,7 +19,7 @@ from tests.integration.conftest import Server, launch
 pytestmark = pytest.mark.slow
 
 KEY_RE = re.compile(r"vf_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
-ENV = {"VOICEFORGE_AUTH": "on", "VOICEFORGE_KEY_CACHE_S": "1"}
+ENV = {"VOICEFORGE_UI": "1", "VOICEFORGE_AUTH": "on", "VOICEFORGE_KEY_CACHE_S": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """A real `voiceforge serve` subprocess on 127.0.0.1, with its own data folder.
 
-`server` is one server for a whole test module (defaults). `start_server(**env)` starts another
-with settings given as VOICEFORGE_* environment variables; it stops at the end of the test.
+`server` is one server for a whole test module (defaults, without the web UI). `start_server(**env)`
+starts another with settings given as VOICEFORGE_* environment variables (VOICEFORGE_UI="1" for
+the UI); it stops at the end of the test.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def launch(home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] 
     port = free_port()
     environ = {**os.environ, "HF_HUB_OFFLINE": "1", "VOICEFORGE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     environ.pop("HOST", None)
+    environ["VOICEFORGE_UI"] = "0"  # Gradio adds seconds to each start; tests of the UI turn it on
     environ.update(env or {})
     log_path = home / "stdout.log"
     with log_path.open("ab") as out:

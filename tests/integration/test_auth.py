@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 SECRET = "integration-test-secret-long-enough-for-hs256"
 KEY_RE = re.compile(r"vf_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 ENV = {
+    "VOICEFORGE_UI": "1",  # the sweep checks that the UI sends people to /login
     "VOICEFORGE_AUTH": "on",
     "VOICEFORGE_JWT_SECRET": SECRET,
     "VOICEFORGE_KEY_CACHE_S": "1",
@@ -97,6 +98,33 @@ def test_probes_are_open_and_everything_else_needs_a_key(server: Server, admin_k
         assert c.get("/metrics", headers={"X-API-Key": admin_key}).status_code == 200
 
 
+OPEN = {"/healthz", "/readyz", "/", "/login", "/logout", "/m"}  # probes, the login page, static pages
+
+
+def test_every_route_in_the_spec_needs_a_key(server: Server, admin_key: str) -> None:
+    """Not a list someone keeps: every operation the API describes, called without a key."""
+    with server.client() as c:
+        spec = c.get("/openapi.json", headers=as_key(admin_key)).json()
+        called = 0
+        for path, operations in spec["paths"].items():
+            concrete = re.sub(r"\{[^}]+\}", "x", path)
+            for method in operations:
+                if path in OPEN:
+                    continue
+                r = c.request(method.upper(), concrete)
+                assert r.status_code == 401, (method, path, r.status_code, r.text[:200])
+                called += 1
+        assert called > 30
+        for path in ("/ui", "/ui/", "/ui/config", "/ui/gradio_api/info"):  # the UI sends people to /login
+            r = c.get(path)
+            assert r.status_code in (303, 401), (path, r.status_code)
+            assert r.status_code == 401 or r.headers["location"].endswith("/login")
+        for path in OPEN - {"/logout"}:  # nothing behind them: static pages and probes
+            r = c.get(path)
+            assert r.status_code in (200, 307), (path, r.status_code)
+            assert not KEY_RE.search(r.text)
+
+
 def test_a_cli_key_has_its_scopes_only(server: Server) -> None:
     key = new_key(server, "speaker", "tts")
     with server.client() as c:
@@ -106,6 +134,7 @@ def test_a_cli_key_has_its_scopes_only(server: Server) -> None:
         for method, path, scope in [
             ("GET", "/v1/voices", "voices"),
             ("GET", "/admin/restart", "admin"),
+            ("GET", "/admin/logs/stream", "admin"),
             ("GET", "/metrics", "admin"),
         ]:
             r = c.request(method, path, headers=as_key(key))

@@ -20,7 +20,7 @@ from tests.integration.conftest import Server
 
 pytestmark = pytest.mark.slow
 
-SLOW = {"VOICEFORGE_BODY_IDLE_S": "1.5", "VOICEFORGE_BODY_MIN_S": "3"}
+SLOW = {"VOICEFORGE_BODY_IDLE_S": "1.5", "VOICEFORGE_BODY_MIN_S": "3", "VOICEFORGE_UI": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +169,12 @@ def test_header_injection_in_file_names_stays_out_of_headers(srv: Server, shared
         r = c.post("/v1/audio/transcriptions", files=files, data={"model": "whisper-1"})
         assert r.status_code in (200, 400) and "x-injected" not in r.headers
         assert c.get("/readyz").status_code == 200
+
+
+def test_the_ui_serves_outputs_but_not_the_data_folder(srv: Server) -> None:
+    """Gradio's file route must not hand out the database or the link-signing key."""
+    with srv.client() as c:
+        for name in ("voiceforge.db", "voiceforge.db-wal", "url-signing.key"):
+            for path in (f"data/{name}", str(srv.home / "data" / name)):
+                r = c.get(f"/ui/gradio_api/file={path}")
+                assert r.status_code in (403, 404), (path, r.status_code)

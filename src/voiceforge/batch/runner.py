@@ -37,6 +37,8 @@ RETRYABLE = (
     e.Timeout,
     e.EngineFailure,
     e.ModelUnavailable,
+    e.StorageUnavailable,
+    e.SlowRequest,
     ConnectionFailed,
 )
 

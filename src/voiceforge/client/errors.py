@@ -10,6 +10,7 @@ one, ``retry_after``.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -48,6 +49,7 @@ def _classes() -> dict[str, type[e.VoiceforgeError]]:
 _BY_STATUS: dict[int, type[e.VoiceforgeError]] = {
     400: e.InvalidInput,
     401: e.Unauthorized,
+    408: e.SlowRequest,
     403: e.Forbidden,
     404: e.NotFound,
     409: e.Conflict,
@@ -59,7 +61,6 @@ _BY_STATUS: dict[int, type[e.VoiceforgeError]] = {
     503: e.EngineUnavailable,
     504: e.Timeout,
 }
-_WITH_RETRY_AFTER = (e.RateLimited, e.Overloaded, e.EngineUnavailable)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -79,8 +80,8 @@ def from_response(response: httpx.Response) -> e.VoiceforgeError:
         cls = e.EngineFailure if response.status_code >= 500 else e.InvalidInput
     wait = retry_after(response)
     error: e.VoiceforgeError
-    if issubclass(cls, _WITH_RETRY_AFTER):
-        error = cls(message, retry_after=round(wait or 1), detail=detail)
+    if "retry_after" in inspect.signature(cls).parameters:  # RateLimited, Overloaded, …
+        error = cls(message, retry_after=round(wait or 1), detail=detail)  # type: ignore[call-arg]
     else:
         error = cls(message, detail=detail)
     error.status_code = response.status_code  # type: ignore[attr-defined]

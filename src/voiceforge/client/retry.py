@@ -1,7 +1,7 @@
 """When a failed request may be sent again, and how long to wait first.
 
 Only what cannot do the work twice is retried: a request that never reached the server (connect
-errors), an answer that says the server did nothing (429, 503 with Retry-After), and anything
+errors), an answer that says the server did nothing (408, 429, 503 with Retry-After), and anything
 else transient (502, 504, a connection that broke mid-answer) only when the request is
 idempotent: GET/PUT/DELETE, or a create call that carries an ``Idempotency-Key``. Waits grow
 exponentially with full jitter, and never undercut the server's Retry-After.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-REJECTED = frozenset({429, 503})  # the server refused before doing anything
+REJECTED = frozenset({408, 429, 503})  # the server refused before doing anything
 TRANSIENT = frozenset({502, 504})  # may have done the work: only safe for idempotent requests
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 BROKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)

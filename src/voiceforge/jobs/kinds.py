@@ -136,30 +136,20 @@ def _speak(
             return done
     except NotFound:
         pass
-    voice = speech.resolve(item.voice, seed=item.seed, task_id=task_id)
-    request = speech.request(
-        item.text, voice, mode=item.mode, instruct=item.instruct, speed=item.speed, seed=item.seed
-    )
-    key = speech.cache_key(
-        voice.key,
+    output, _notes = speech.speak(
+        task_id,
         item.text,
-        mode=request.mode,
-        instruct=request.instruct,
+        voice=item.voice,
+        mode=item.mode,
+        instruct=item.instruct,
         speed=item.speed,
         seed=item.seed,
         fmt=item.format,
-    )
-    if (hit := speech.cached(key)) is not None:
-        log.info("[%s] cache hit: %s", task_id, hit.name)
-        return hit
-    return speech.render(
-        task_id,
-        request,
-        item.format,
-        cache_key=key,
+        engine=item.model,
         progress=lambda done, total, _stage: progress(done, total),
         cancelled=work.cancel,
     )
+    return output
 
 
 def _described(output: Output) -> dict[str, Any]:

@@ -49,6 +49,11 @@ class SpeechItem(BaseModel):
     seed: Seed = 1
     speed: Speed = 1.0
     format: FormatName = "wav"
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the engine (an id from GET /v1/models); default: the server's",
+    )
 
 
 class _Job(BaseModel):
@@ -165,11 +170,17 @@ def prepare(
 
 def _check_speech(item: SpeechItem, speech: SpeechService, *, where: str) -> None:
     """What the render will do, up to synthesis: resolve the voice, build the engine request."""
-    engine = speech.models.engine
     try:
-        voice = speech.resolve(item.voice)
+        engine = speech.models.get(item.model)
+        voice = speech.resolve(item.voice, engine=engine.name)
         request = speech.request(
-            item.text, voice, mode=item.mode, instruct=item.instruct, speed=item.speed, seed=item.seed
+            item.text,
+            voice,
+            mode=item.mode,
+            instruct=item.instruct,
+            speed=item.speed,
+            seed=item.seed,
+            engine=engine.name,
         )
         if request.instruct:  # what the engine checks only when it starts synthesising
             realise(

@@ -161,9 +161,10 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
     )
     for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
-    from voiceforge import ui  # Gradio is heavy to import: only when an app is built
+    if settings.ui:
+        from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
 
-    ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
+        ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
     return app
 
 

@@ -156,8 +156,8 @@ class Limiter:
 
 
 async def admit(request: Request, text: str, *, field: str = "text", prompt_text: str | None = None) -> None:
-    """What text to be spoken passes before work starts: the sensitive-word filter, then the
-    caller's daily character quota (charged here). Also notes the text's hash for the audit row.
+    """What text to be spoken passes before work starts (:func:`check_text`); also notes the
+    text's hash and length for the audit row.
 
     Call it once per request with the whole text (for a batch, the items joined).
     """
@@ -165,14 +165,27 @@ async def admit(request: Request, text: str, *, field: str = "text", prompt_text
     state = request.scope.setdefault("state", {})
     if svc.audit.enabled:  # first, so a refused text is traceable too
         state[AUDIT_TEXT_SHA256] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    principal: Principal | None = state.get("principal")
+    await check_text(svc, principal, text, field=field, prompt_text=prompt_text)
+    if principal is not None and principal.quota_chars > 0:
+        state[AUDIT_CHARS] = len(text)
+
+
+async def check_text(
+    svc: Services,
+    principal: Principal | None,
+    text: str,
+    *,
+    field: str = "text",
+    prompt_text: str | None = None,
+) -> None:
+    """The sensitive-word filter, then the caller's daily character quota (charged here)."""
     if svc.words is not None:
         svc.words.check(text, field)
         if prompt_text and svc.settings.filter_prompt_text:
             svc.words.check(prompt_text, "prompt_text")
-    principal: Principal | None = state.get("principal")
     if principal is not None and principal.quota_chars > 0:
         await svc.limiter.charge(principal, len(text))
-        state[AUDIT_CHARS] = len(text)
 
 
 async def hit(request: Request, category: str) -> None:

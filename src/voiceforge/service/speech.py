@@ -318,6 +318,48 @@ class SpeechService:
             self.observer.cache_lookup(True)
         return Output(hit.task_id, hit.name, hit.duration, hit.sample_rate, hit.format, cached=True)
 
+    def speak(
+        self,
+        task_id: str,
+        text: str,
+        *,
+        voice: str | None = None,
+        prompt: bytes | None = None,
+        prompt_text: str | None = None,
+        mode: Mode | None = None,
+        instruct: str | None = None,
+        speed: float = 1.0,
+        seed: int = 1,
+        fmt: str = "wav",
+        engine: str | None = None,
+        progress: Progress | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> tuple[Output, tuple[str, ...]]:
+        """What /tts, the UI and a tts job do on a worker: resolve the voice (cloning a prompt),
+        check the request, then answer from the cache or render. Returns the output and the
+        prompt's notes (e.g. "the clearest 15 s were used")."""
+        resolved = self.resolve(
+            voice, prompt=prompt, prompt_text=prompt_text, seed=seed, task_id=task_id, engine=engine
+        )
+        request = self.request(
+            text, resolved, mode=mode, instruct=instruct, speed=speed, seed=seed, engine=engine
+        )
+        key = self.cache_key(
+            resolved.key,
+            text,
+            mode=request.mode,
+            instruct=request.instruct,
+            speed=speed,
+            seed=seed,
+            fmt=fmt,
+            engine=engine,
+        )
+        if (hit := self.cached(key)) is not None:
+            log.info("[%s] cache hit: %s", task_id, hit.name)
+            return hit, resolved.notes
+        output = self.render(task_id, request, fmt, cache_key=key, progress=progress, cancelled=cancelled)
+        return output, resolved.notes
+
     def render(
         self,
         task_id: str,

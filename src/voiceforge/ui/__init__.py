@@ -32,7 +32,10 @@ def mount(app: FastAPI, settings: Settings) -> None:
         build(services),
         path=UI_PATH,
         footer_links=[],
-        allowed_paths=[str(settings.output_dir), str(settings.data_dir)],
+        # Gradio serves files under these to the browser: outputs and voice prompts only, never
+        # the data folder itself (the database, the link-signing key).
+        allowed_paths=[str(settings.output_dir), str(settings.data_dir / "voices")],
+        blocked_paths=[str(settings.data_dir / "voiceforge.db"), str(settings.data_dir / "url-signing.key")],
         show_error=False,  # handlers turn errors into messages; nothing else should reach a person
         ssr_mode=False,
         theme=theme,

@@ -18,6 +18,7 @@ from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import AudioChunk, SynthesisRequest
 from voiceforge.errors import Forbidden, InvalidInput
 from voiceforge.server.auth import ANONYMOUS, SESSION_COOKIE, Principal
+from voiceforge.server.limits import check_text
 from voiceforge.server.state import Services
 from voiceforge.service.models import Models
 from voiceforge.service.speech import Output, SpeechService, Voice
@@ -42,6 +43,7 @@ class Form:
     seed: int
     speed: float
     format: str
+    engine: str | None = None  # one of VOICEFORGE_ENGINES (the UI's engine picker); None: the default
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,7 @@ def need(principal: Principal, scope: str) -> None:
 async def admit(svc: Services, principal: Principal, ip: str, text: str, prompt_text: str | None) -> None:
     """What POST /tts checks before work starts: rate limit, word filter, daily quota."""
     await svc.limiter.hit("tts", principal, ip)
-    if svc.words is not None:
-        svc.words.check(text, "text")
-        if prompt_text and svc.settings.filter_prompt_text:
-            svc.words.check(prompt_text, "prompt_text")
-    if principal.quota_chars > 0:
-        await svc.limiter.charge(principal, len(text))
+    await check_text(svc, principal, text, prompt_text=prompt_text)
 
 
 def check_prompt(models: Models, path: Path) -> PromptCheck:
@@ -89,50 +86,59 @@ def check_prompt(models: Models, path: Path) -> PromptCheck:
     return PromptCheck(transcript, prompt.original_rate, prompt.speech_s, tuple(prompt.notes))
 
 
-def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[Voice, SynthesisRequest]:
-    """The voice (a prompt cloned, a saved or a stock one) and the checked engine request."""
-    cloned = form.prompt is not None or (form.voice is not None and form.voice not in speech.stock_voices())
+def _prompt(speech: SpeechService, form: Form) -> bytes | None:
+    """The prompt recording's bytes, after checking that a cloning mode has a voice to clone."""
+    stock = speech.stock_voices(form.engine)
+    cloned = form.prompt is not None or (form.voice is not None and form.voice not in stock)
     if form.mode in ("zero_shot", "cross_lingual") and not cloned:
         raise InvalidInput(f"mode {form.mode} clones a voice: give a prompt recording or pick a saved voice")
-    prompt = form.prompt.read_bytes() if form.prompt is not None else None
+    return form.prompt.read_bytes() if form.prompt is not None else None
+
+
+def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[Voice, SynthesisRequest]:
+    """The voice (a prompt cloned, a saved or a stock one) and the checked engine request."""
+    prompt = _prompt(speech, form)
     voice = speech.resolve(
         None if prompt is not None else form.voice,
         prompt=prompt,
         prompt_text=form.prompt_text,
         seed=form.seed,
         task_id=task_id,
+        engine=form.engine,
     )
     mode: Any = form.mode
     request = speech.request(
-        form.text, voice, mode=mode, instruct=form.instruct, speed=form.speed, seed=form.seed
+        form.text,
+        voice,
+        mode=mode,
+        instruct=form.instruct,
+        speed=form.speed,
+        seed=form.seed,
+        engine=form.engine,
     )
     return voice, request
 
 
 def speak(speech: SpeechService, form: Form, task_id: str, progress: Progress) -> tuple[Output, list[str]]:
-    """What POST /tts does on its worker: resolve the voice (cloning a prompt), check the request,
-    answer from the cache or render. Returns the output and the prompt's notes."""
-    voice, request = engine_request(speech, form, task_id)
-    key = speech.cache_key(
-        voice.key,
+    """What POST /tts does on its worker (SpeechService.speak). Returns the output and the
+    prompt's notes."""
+    prompt = _prompt(speech, form)
+    mode: Any = form.mode
+    output, notes = speech.speak(
+        task_id,
         form.text,
-        mode=request.mode,
-        instruct=request.instruct,
+        voice=None if prompt is not None else form.voice,
+        prompt=prompt,
+        prompt_text=form.prompt_text,
+        mode=mode,
+        instruct=form.instruct,
         speed=form.speed,
         seed=form.seed,
         fmt=form.format,
-    )
-    if (hit := speech.cached(key)) is not None:
-        log.info("[%s] cache hit: %s", task_id, hit.name)
-        return hit, list(voice.notes)
-    output = speech.render(
-        task_id,
-        request,
-        form.format,
-        cache_key=key,
+        engine=form.engine,
         progress=lambda done, total, _stage: progress(done, total),
     )
-    return output, list(voice.notes)
+    return output, list(notes)
 
 
 def stream(

@@ -27,6 +27,7 @@ from voiceforge.server.state import Services
 from voiceforge.service.speech import new_task_id
 from voiceforge.service.streaming import PoolStream
 from voiceforge.ui import actions
+from voiceforge.ui.engines import EngineView, engine_view
 from voiceforge.ui.i18n import LANGS, MODES, PRESETS, Texts, mode_choices, t
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def build(get_services: Callable[[], Services]) -> gr.Blocks:
             c["backend"] = backend
         _wire_page(demo, c, texts, get_services)
         _wire_generate(c, get_services)
+        _wire_engine(demo, c, get_services)
         _wire_generate_button(c, get_services)
         _wire_save(c, get_services)
         _wire_library(c["lib"], get_services, c["lang"])
@@ -108,16 +110,15 @@ def _wire_page(demo: gr.Blocks, c: dict[str, Any], texts: Texts, svc: Callable[[
         lang_code = _code(choice)
         return [
             lang_code,
-            gr.update(choices=mode_choices(lang_code), value=mode),
             t(f"help.{mode}", lang_code),
             _log_panel(lang_code),
             *texts.updates(lang_code),
         ]
 
-    c["lang"].change(
+    c["lang_switch"] = c["lang"].change(  # _wire_engine chains the engine's notes (and modes) to it
         switch,
         [c["lang"], c["mode"]],
-        [c["lang_store"], c["mode"], c["help"], c["log_panel"], *texts.components],
+        [c["lang_store"], c["help"], c["log_panel"], *texts.components],
         show_progress="hidden",
     )
 
@@ -125,34 +126,41 @@ def _wire_page(demo: gr.Blocks, c: dict[str, Any], texts: Texts, svc: Callable[[
         lang_code = stored if stored in ("zh", "en") else "zh"
         principal = await actions.caller(svc(), dict(request.cookies))
         admin = "admin" in principal.scopes
+        names = svc().speech.models.names
         return [
             "English" if lang_code == "en" else "中文",
             gr.update(visible=admin),
             _history_html(entries, lang_code),
-            *(await _voice_choices(svc(), "preset")),
+            # the picker shows only where VOICEFORGE_ENGINES offers a choice
+            gr.update(choices=names, value=names[0], visible=len(names) > 1),
+            *(await _voice_choices(svc(), "preset", names[0])),
         ]
 
-    demo.load(
-        on_load, [c["lang_store"], c["history"]], [c["lang"], c["backend"], c["history_html"], c["voice"]]
+    c["page_load"] = demo.load(  # _wire_engine chains the engine's notes to it
+        on_load,
+        [c["lang_store"], c["history"]],
+        [c["lang"], c["backend"], c["history_html"], c["engine"], c["voice"]],
     )
     demo.load(functools.partial(_library_refresh, svc), [c["lang"]], [c["lib"]["table"], c["lib"]["pick"]])
 
 
 def _wire_generate(c: dict[str, Any], svc: Callable[[], Services]) -> None:
-    async def on_mode(mode: str, choice: str) -> list[Any]:
+    async def on_mode(mode: str, choice: str, engine: str | None) -> list[Any]:
         cloning = mode != "preset"
         return [
             t(f"help.{mode}", _code(choice)),
             gr.update(visible=cloning),
             gr.update(visible=mode == "instruct"),
-            *(await _voice_choices(svc(), mode)),
+            *(await _voice_choices(svc(), mode, engine or None)),
         ]
 
     c["mode"].change(
-        on_mode, [c["mode"], c["lang"]], [c["help"], c["prompt_box"], c["instruct_box"], c["voice"]]
+        on_mode,
+        [c["mode"], c["lang"], c["engine"]],
+        [c["help"], c["prompt_box"], c["instruct_box"], c["voice"]],
     )
     c["dice"].click(lambda: random.randint(1, SEED_MAX), None, c["seed"], show_progress="hidden")
-    for button, instruction in c["presets"]:
+    for button, instruction, _control in c["presets"]:
         button.click(lambda s=instruction: s, None, c["instruct"], show_progress="hidden")
 
     async def on_prompt(path: str | None, choice: str) -> AsyncIterator[tuple[str, Any]]:
@@ -178,9 +186,72 @@ def _wire_generate(c: dict[str, Any], svc: Callable[[], Services]) -> None:
     c["prompt"].clear(lambda: ("", ""), None, [c["prompt_status"], c["prompt_text"]])
 
 
+def _wire_engine(demo: gr.Blocks, c: dict[str, Any], svc: Callable[[], Services]) -> None:
+    """The engine picker: the modes, instruction presets, streaming and speed follow what the chosen
+    engine can do, and each control it disables says why, in the page's language. Runs on load, on
+    a language switch and on each pick."""
+    buttons = [button for button, _instruction, _control in c["presets"]]
+    outputs = [c["engine_status"], c["mode"], *buttons, c["preset_note"], c["stream"], c["speed"], c["seed"]]
+
+    async def view_of(engine: str | None, lang_code: str) -> EngineView:
+        s = svc()
+        name = s.speech.models.name_of(engine or None)
+        engine_obj = await asyncio.to_thread(s.speech.models.get, name)  # loading takes seconds
+        return engine_view(name, engine_obj.capabilities, lang_code)
+
+    async def apply(engine: str | None, choice: str, mode: str, stream: bool) -> list[Any]:
+        updates, _mode = await updated(engine, choice, mode, stream)
+        return updates
+
+    async def updated(engine: str | None, choice: str, mode: str, stream: bool) -> tuple[list[Any], str]:
+        """The outputs' updates, and the mode left selected (kept when the engine offers it)."""
+        lang_code = _code(choice)
+        try:
+            view = await view_of(engine, lang_code)
+        except Exception as e:  # not loadable here (no model directory, package missing): say so
+            status = gr.update(value=_explain(e, lang_code, "engine"), visible=True)
+            return [status, *(gr.update() for _ in outputs[1:])], mode
+        # Values are set only where the engine rules them out: the inputs may be a click old by now.
+        choices = mode_choices(lang_code, view.modes)
+        modes = gr.update(choices=choices, info=view.mode_note)
+        if mode not in view.modes and view.modes:
+            mode = view.modes[0]
+            modes = gr.update(choices=choices, value=mode, info=view.mode_note)
+        streams = gr.update(interactive=True, info="")
+        if not view.streaming:
+            stream = False
+            streams = gr.update(interactive=False, value=False, info=view.stream_note)
+        return [
+            gr.update(value="", visible=False),
+            modes,
+            *(gr.update(interactive=on) for on in view.presets),
+            gr.update(value=view.preset_note, visible=bool(view.preset_note)),
+            streams,
+            _speed_update(view, bool(stream)),
+            gr.update(info=view.seed_note),
+        ], mode
+
+    async def on_pick(engine: str | None, choice: str, mode: str, stream: bool) -> list[Any]:
+        updates, mode = await updated(engine, choice, mode, stream)
+        return [*updates, *(await _voice_choices(svc(), mode, engine or None))]
+
+    async def on_stream(engine: str | None, choice: str, stream: bool) -> Any:
+        try:
+            return _speed_update(await view_of(engine, _code(choice)), bool(stream))
+        except Exception:  # apply() already shows why the engine is unusable
+            return gr.update()
+
+    inputs = [c["engine"], c["lang"], c["mode"], c["stream"]]
+    c["engine"].change(on_pick, inputs, [*outputs, c["voice"]], show_progress="hidden")
+    c["page_load"].then(apply, inputs, outputs, show_progress="hidden")
+    c["lang_switch"].then(apply, inputs, outputs, show_progress="hidden")
+    c["stream"].change(on_stream, [c["engine"], c["lang"], c["stream"]], c["speed"], show_progress="hidden")
+
+
 def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> None:
     async def on_generate(
         choice: str,
+        engine: str | None,
         mode: str,
         text: str,
         voice: str | None,
@@ -208,6 +279,7 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
             seed=int(seed or 1),
             speed=float(speed),
             format=fmt,
+            engine=engine or None,
         )
         problem = _missing(form, lang_code)
         if problem:
@@ -220,7 +292,13 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
             actions.need(principal, "tts")
             ip = request.client.host if request.client else "-"
             await actions.admit(s, principal, ip, form.text, form.prompt_text)
-            log.info("[%s] UI generate: %d chars, mode %s", task_id, len(form.text), form.mode)
+            log.info(
+                "[%s] UI generate: %d chars, mode %s, engine %s",
+                task_id,
+                len(form.text),
+                form.mode,
+                form.engine or s.speech.models.name_of(None),
+            )
             progress(0, desc=t("msg.queued", lang_code))
             yield [t("msg.queued", lang_code), keep, "", keep, keep, keep]
             if stream:
@@ -249,6 +327,7 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
         on_generate,
         [
             c["lang"],
+            c["engine"],
             c["mode"],
             c["text"],
             c["voice"],
@@ -310,15 +389,14 @@ def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
 def _wire_restart(c: dict[str, Any], svc: Callable[[], Services]) -> None:
     # -- c["backend"]: restart --------------------------------------------------------------------
     async def on_restart(choice: str, request: gr.Request) -> AsyncIterator[str]:
-        from voiceforge.server.routes.admin import (
-            _restarter,
-        )  # the same restarter POST /admin/restart runs
+        # The same restarter POST /admin/restart runs.
+        from voiceforge.server.routes.admin import restarter_of
 
         lang_code = _code(choice)
         s = svc()
         try:
             actions.need(await actions.caller(s, dict(request.cookies)), "admin")
-            restarter = _restarter(s)
+            restarter = restarter_of(s)
             task = restarter.start()
         except Exception as e:
             yield _explain(e, lang_code, "restart")
@@ -345,6 +423,11 @@ def _generate_tab(texts: Texts) -> dict[str, Any]:
     c: dict[str, Any] = {}
     with gr.Row():
         with gr.Column(scale=3, min_width=320):
+            # hidden until the page loads and the deployment offers more than one engine
+            c["engine"] = texts.label(
+                gr.Radio([], label=t("engine", "zh"), visible=False, elem_id="vf-engine"), "engine"
+            )
+            c["engine_status"] = gr.Markdown(visible=False, elem_id="vf-engine-status")
             c["mode"] = gr.Radio(mode_choices("zh"), value="preset", label=t("mode", "zh"), elem_id="vf-mode")
             texts.label(c["mode"], "mode")
             c["help"] = gr.Markdown(t("help.preset", "zh"), elem_id="vf-mode-help")
@@ -391,10 +474,12 @@ def _generate_tab(texts: Texts) -> dict[str, Any]:
                 )
                 with gr.Row():
                     c["presets"] = []
-                    for zh, en, instruction in PRESETS:
+                    for zh, en, instruction, control in PRESETS:
                         button = gr.Button(zh, size="sm", min_width=60)
                         texts.add(button, functools.partial(_preset_label, zh, en))
-                        c["presets"].append((button, instruction))
+                        c["presets"].append((button, instruction, control))
+                # why some presets are disabled (the engine lacks their control)
+                c["preset_note"] = gr.Markdown(visible=False, elem_id="vf-preset-note")
             with gr.Row(equal_height=True):
                 c["seed"] = texts.label(
                     gr.Number(1, label=t("seed", "zh"), minimum=1, maximum=SEED_MAX, precision=0, scale=2),
@@ -402,7 +487,10 @@ def _generate_tab(texts: Texts) -> dict[str, Any]:
                 )
                 c["dice"] = gr.Button("🎲", elem_id="vf-dice", scale=0, min_width=48)
                 c["speed"] = texts.label(
-                    gr.Slider(0.5, 2.0, value=1.0, step=0.05, label=t("speed", "zh"), scale=3), "speed"
+                    gr.Slider(
+                        0.5, 2.0, value=1.0, step=0.05, label=t("speed", "zh"), scale=3, elem_id="vf-speed"
+                    ),
+                    "speed",
                 )
             with gr.Row(equal_height=True):
                 c["format"] = texts.label(
@@ -568,6 +656,13 @@ async def _streamed(
     yield [done_text, (rate, samples), gr.update()]
 
 
+def _speed_update(view: EngineView, streaming: bool) -> Any:
+    """The speed slider: fixed at 1 while streaming on an engine that cannot change it then."""
+    if streaming and not view.speed_when_streaming:
+        return gr.update(interactive=False, value=1.0, info=view.speed_note)
+    return gr.update(interactive=True, info="")
+
+
 def _missing(form: actions.Form, lang: str) -> str:
     if not form.text:
         return t("msg.need_text", lang)
@@ -578,8 +673,11 @@ def _missing(form: actions.Form, lang: str) -> str:
     return ""
 
 
-async def _voice_choices(svc: Services, mode: str) -> list[Any]:
-    stock = svc.speech.stock_voices()
+async def _voice_choices(svc: Services, mode: str, engine: str | None = None) -> list[Any]:
+    try:  # the engine's stock voices (loading it, off the event loop, the first time)
+        stock = await asyncio.to_thread(svc.speech.stock_voices, engine)
+    except VoiceforgeError:  # an engine that cannot load: the engine picker says why
+        stock = []
     saved = await asyncio.to_thread(svc.library.list)
     saved_choices = [(f"{r.name} ({r.language})", r.id) for r in saved]
     if mode == "preset":

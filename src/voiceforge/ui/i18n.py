@@ -8,7 +8,7 @@ translated lead-in in front of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,20 +128,38 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
     "log.connecting": ("连接中…", "connecting…"),
     "log.live": ("● 实时", "● live"),
     "log.reconnecting": ("重新连接中…", "reconnecting…"),
+    # the engine picker (shown when VOICEFORGE_ENGINES offers more than one) and what an engine lacks
+    "engine": ("引擎", "Engine"),
+    "lacks.modes": ("引擎 {engine} 不支持：{modes}", "engine {engine} cannot do: {modes}"),
+    "lacks.emotion": ("引擎 {engine} 不支持情感指令", "engine {engine} cannot follow emotion instructions"),
+    "lacks.speed": ("引擎 {engine} 不支持语速指令", "engine {engine} cannot follow speed instructions"),
+    "lacks.volume": ("引擎 {engine} 不支持音量指令", "engine {engine} cannot follow volume instructions"),
+    "lacks.dialect": ("引擎 {engine} 不支持方言", "engine {engine} cannot speak dialects"),
+    "lacks.dialects": ("引擎 {engine} 不支持{dialects}", "engine {engine} cannot speak {dialects}"),
+    "lacks.streaming": ("引擎 {engine} 不支持流式播放", "engine {engine} cannot stream"),
+    "lacks.speed_when_streaming": (
+        "引擎 {engine} 流式播放时不能调语速",
+        "engine {engine} cannot change the speed while streaming",
+    ),
+    "lacks.seed": (
+        "引擎 {engine} 不支持随机种子，每次结果可能不同",
+        "engine {engine} ignores the seed: each take may differ",
+    ),
 }
 
-# Instruction presets: (zh label, en label, the instruction sent).
-PRESETS: tuple[tuple[str, str, str], ...] = (
-    ("开心", "Happy", "用开心的语气说"),
-    ("悲伤", "Sad", "用悲伤的语气说"),
-    ("生气", "Angry", "用生气的语气说"),
-    ("温柔", "Gentle", "用温柔的语气说"),
-    ("慢一点", "Slower", "请慢一点说"),
-    ("快一点", "Faster", "请快一点说"),
-    ("大声", "Louder", "请大声一点说"),
-    ("小声", "Softer", "请小声一点说"),
-    ("四川话", "Sichuan", "用四川话说"),
-    ("粤语", "Cantonese", "用粤语说"),
+# Instruction presets: (zh label, en label, the instruction sent, the engine control it needs).
+# A dialect preset needs that dialect in the engine's `Capabilities.dialects` (named as there).
+PRESETS: tuple[tuple[str, str, str, str], ...] = (
+    ("开心", "Happy", "用开心的语气说", "emotion"),
+    ("悲伤", "Sad", "用悲伤的语气说", "emotion"),
+    ("生气", "Angry", "用生气的语气说", "emotion"),
+    ("温柔", "Gentle", "用温柔的语气说", "emotion"),
+    ("慢一点", "Slower", "请慢一点说", "speed"),
+    ("快一点", "Faster", "请快一点说", "speed"),
+    ("大声", "Louder", "请大声一点说", "volume"),
+    ("小声", "Softer", "请小声一点说", "volume"),
+    ("四川话", "Sichuan", "用四川话说", "dialect:四川话"),
+    ("粤语", "Cantonese", "用粤语说", "dialect:粤语"),
 )
 
 
@@ -152,8 +170,9 @@ def t(key: str, lang: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
-def mode_choices(lang: str) -> list[tuple[str, str]]:
-    return [(t(f"mode.{m}", lang), m) for m in MODES]
+def mode_choices(lang: str, offered: Collection[str] = MODES) -> list[tuple[str, str]]:
+    """The mode radio's choices: the ``offered`` modes (the engine's), in the order of MODES."""
+    return [(t(f"mode.{m}", lang), m) for m in MODES if m in offered]
 
 
 @dataclass

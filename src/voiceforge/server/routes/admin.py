@@ -178,7 +178,7 @@ class Restarter:
         return result
 
 
-def _restarter(svc: Services) -> Restarter:
+def restarter_of(svc: Services) -> Restarter:
     restarter = svc.extras.get("admin.restart")
     if restarter is None:
         restarter = svc.extras["admin.restart"] = Restarter(svc)
@@ -193,7 +193,7 @@ async def restart(
     wait: Annotated[bool, Query(description="answer when the restart has finished")] = False,
 ) -> JSONResponse:
     """Drain and restart the engine workers; queued requests wait and then run on the new engine."""
-    restarter = _restarter(svc)
+    restarter = restarter_of(svc)
     task = restarter.start()
     if not wait:
         return JSONResponse(restarter.current.status(), status_code=202)
@@ -206,4 +206,4 @@ async def restart(
 @router.get("/restart")
 async def restart_status(svc: Annotated[Services, Depends(services)], _caller: Admin) -> dict[str, Any]:
     """The latest restart: state (idle, running, done, failed), current stage, stage timings."""
-    return _restarter(svc).current.status()
+    return restarter_of(svc).current.status()

@@ -156,29 +156,25 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
     output = speech.remembered(key)
     if output is None:
 
-        def work() -> tuple[Output, list[str]]:
-            if (hit := speech.cached(key)) is not None:
-                return hit, []
-            voice = speech.resolve(
-                body.voice_id,
+        def work() -> tuple[Output, tuple[str, ...]]:
+            if (hit := speech.cached(key)) is not None:  # before resolving: a clone costs seconds
+                return hit, ()
+            return speech.speak(
+                task_id,
+                body.text,
+                voice=body.voice_id,
                 prompt=prompt,
                 prompt_text=body.prompt_text,
-                seed=body.seed,
-                task_id=task_id,
-                engine=engine,
-            )
-            req = speech.request(
-                body.text,
-                voice,
                 mode=mode,
                 instruct=body.instruct,
                 speed=body.speed,
                 seed=body.seed,
+                fmt=body.format,
                 engine=engine,
             )
-            return speech.render(task_id, req, body.format, cache_key=key), list(voice.notes)
 
-        output, notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
+        output, spoken_notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
+        notes = list(spoken_notes)
     assert output is not None
     if output.cached:
         log.info("[%s] cache hit: %s", task_id, output.name)
