@@ -7,6 +7,7 @@ import functools
 import io
 import struct
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -206,6 +207,18 @@ def test_not_audio() -> None:
     magics += [b"\x00\x00\x00\x20ftypM4A ", b"ID3\x04\x00\x00\x00\x00\x00\x00"]
     for magic in magics:
         unreadable(magic + np.random.default_rng(1).bytes(2000))
+
+
+def test_zip_polyglots(shared_audio: Path) -> None:
+    """A WAV with a zip archive glued on is the WAV (the archive is never opened); a zip is not audio."""
+    wav = (shared_audio / BASE).read_bytes()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("../../evil.sh", "rm -rf /")
+    audio = decode(wav + archive.getvalue())
+    assert abs(audio.duration_s - decode(wav).duration_s) < 0.05
+    unreadable(archive.getvalue())
+    unreadable(archive.getvalue() + wav)  # the WAV hidden after the archive is not sniffed either
 
 
 def test_image_has_no_audio_stream() -> None:

@@ -25,6 +25,7 @@ SECRET = "integration-test-secret-long-enough-for-hs256"
 KEY_RE = re.compile(r"vf_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 ENV = {
     "VOICEFORGE_UI": "1",  # the sweep checks that the UI sends people to /login
+    "VOICEFORGE_RATE_LIMIT_AUTH_FAILURES": "500/minute",  # the sweep fails auth on purpose, often
     "VOICEFORGE_AUTH": "on",
     "VOICEFORGE_JWT_SECRET": SECRET,
     "VOICEFORGE_KEY_CACHE_S": "1",

@@ -205,7 +205,7 @@ def _check_longform(request: LongformJob, speech: SpeechService) -> dict[str, An
     spec = Longform(**params)
     check(speech, spec)  # voice, mode, markup and script of each sentence
     if request.instruct:  # what the engine checks only when it starts synthesising
-        engine = speech.models.engine
+        engine = speech.models.get(request.model)
         realise(
             parse_instruct(request.instruct),
             engine=engine.name,

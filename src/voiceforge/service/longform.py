@@ -57,6 +57,7 @@ class Longform:
     speed: float = 1.0
     format: str = "wav"
     loudness_lufs: float = -16.0
+    model: str | None = None  # the engine; None: the deployment's default
 
 
 Report = Callable[[float, str], None]  # (progress 0–1, stage); may raise to stop the work
@@ -79,7 +80,7 @@ def render(
     parts = sentences(spec.text, spec.text_format)
     n = len(parts)
     log.info("[%s] long-form: %d characters, %d sentences", task_id, len(spec.text), n)
-    voice = speech.resolve(spec.voice, seed=spec.seed, task_id=task_id)
+    voice = speech.resolve(spec.voice, seed=spec.seed, task_id=task_id, engine=spec.model)
     rate = 0
     pieces: list[Piece] = []
     spoken: dict[str, tuple[NDArray[np.float32], int]] = {}  # a repeated line (a refrain) is made once
@@ -123,7 +124,13 @@ def _sentence(
         with np.load(io.BytesIO(speech.storage.path(name).read_bytes())) as saved:
             return saved["samples"].astype(np.float32), int(saved["rate"])
     request = speech.request(
-        sentence.text, voice, mode=spec.mode, instruct=spec.instruct, speed=spec.speed, seed=spec.seed
+        sentence.text,
+        voice,
+        mode=spec.mode,
+        instruct=spec.instruct,
+        speed=spec.speed,
+        seed=spec.seed,
+        engine=spec.model,
     )
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -187,14 +194,20 @@ def check(speech: SpeechService, spec: Longform) -> int:
     from voiceforge.text.frontend import Frontend
 
     parts = sentences(spec.text, spec.text_format)
-    voice = speech.resolve(spec.voice)
-    engine = speech.models.get(None)
+    engine = speech.models.get(spec.model)
+    voice = speech.resolve(spec.voice, engine=engine.name)
     frontend = getattr(engine, "frontend", None)
     fresh = Frontend(frontend.max_tokens) if isinstance(frontend, Frontend) else None
     for i, sentence in enumerate(parts):
         try:
             speech.request(
-                sentence.text, voice, mode=spec.mode, instruct=spec.instruct, speed=spec.speed, seed=spec.seed
+                sentence.text,
+                voice,
+                mode=spec.mode,
+                instruct=spec.instruct,
+                speed=spec.speed,
+                seed=spec.seed,
+                engine=engine.name,
             )
             if fresh is not None:
                 fresh.plan(sentence.text)
