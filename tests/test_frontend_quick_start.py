@@ -1,4 +1,5 @@
-"""Frontend.plan(quick_start=True): the first sentence cut after a clause, only where that is safe."""
+"""Frontend.plan(quick_start=True): the first sentence cut after a clause or between words, only
+where that is safe."""
 
 from __future__ import annotations
 
@@ -30,13 +31,20 @@ def _texts(frontend: Frontend, text: str, quick_start: bool) -> list[str]:
             "If the weather holds, we will walk. Bring a coat.",
             ["If the weather holds,", "we will walk.", "Bring a coat."],
         ),
-        # Too short a first clause (the rest would not be ready before it has played): whole.
+        # Too short a first clause (the rest would not be ready before it has played): a third,
+        # cut between words instead.
         (
             "Hello there, and welcome to the voiceforge service. Hi.",
-            ["Hello there, and welcome to the voiceforge service.", "Hi."],
+            ["Hello there, and", "welcome to the voiceforge service.", "Hi."],
         ),
-        # No clause boundary at all: whole.
+        # No clause boundary: six words or more are cut between words at a third; fewer stay whole.
+        (
+            "The first sentence leaves before the second is made. Then more.",
+            ["The first sentence", "leaves before the second is made.", "Then more."],
+        ),
         ("The weather is nice today. Let's go.", ["The weather is nice today.", "Let's go."]),
+        # Chinese without a comma has no spaces to cut at: whole.
+        ("今天天气很好我们一起去公园散步吧。", ["今天天气很好我们一起去公园散步吧。"]),
     ],
 )
 def test_quick_start_cuts_only_the_first_sentence(frontend: Frontend, text: str, expected: list[str]) -> None:

@@ -122,7 +122,8 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
     )
     speech = svc.speech
     engine = speech.models.name_of(body.engine or body.model)
-    await run_in_threadpool(speech.models.get, engine)  # built on first use: off the event loop
+    if speech.models.loaded_engine(engine) is None:  # built on first use: off the event loop
+        await run_in_threadpool(speech.models.get, engine)
     stock = speech.stock_voices(engine)
     cloned = prompt is not None or (body.voice_id is not None and body.voice_id not in stock)
     mode = body.mode or infer_mode(body.instruct, cloned=cloned)
