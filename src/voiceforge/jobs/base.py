@@ -29,7 +29,6 @@ from voiceforge.errors import Cancelled, VoiceforgeError
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-JobKind = Literal["tts", "batch", "transcription"]
 
 
 def new_job_id() -> str:

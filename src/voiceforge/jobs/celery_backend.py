@@ -43,11 +43,12 @@ from voiceforge.config import Settings
 from voiceforge.db import utcnow
 from voiceforge.errors import InvalidInput
 from voiceforge.jobs import relay
-from voiceforge.jobs.base import Job, JobPage, JobSpec, JobState, new_job_id
+from voiceforge.jobs.base import Job
 from voiceforge.jobs.inputs import InputFiles
 from voiceforge.jobs.leases import Leases
 from voiceforge.jobs.runner import Runner
 from voiceforge.jobs.store import JobStore
+from voiceforge.jobs.stored import StoredJobs
 from voiceforge.jobs.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-class CeleryBackend:
+class CeleryBackend(StoredJobs):
     """The JobBackend of an API node: job rows in the shared database, work on Celery workers."""
 
     def __init__(
@@ -179,45 +180,9 @@ class CeleryBackend:
             self._redis.close()
 
     # -- the JobBackend methods ------------------------------------------------------------------
-    async def submit(
-        self, spec: JobSpec, *, owner: str, idempotency_key: str | None, base_url: str
-    ) -> tuple[Job, bool]:
-        job_id = new_job_id()
-        if spec.inputs:
-            await asyncio.to_thread(self.inputs.save, job_id, spec.inputs)
-        created = False
-        try:
-            job, created = await asyncio.to_thread(
-                functools.partial(
-                    self.store.create,
-                    spec,
-                    job_id=job_id,
-                    owner=owner,
-                    idempotency_key=idempotency_key,
-                    base_url=base_url,
-                    max_queued=self.max_queued,
-                )
-            )
-        finally:
-            if spec.inputs and not created:
-                await asyncio.to_thread(self.inputs.remove, job_id)
-        if created:
-            # The row is the job: if the broker is down now, the reconciler sends it later.
-            await asyncio.to_thread(self._send, job)
-        return job, created
-
-    async def get(self, job_id: str) -> Job:
-        return await asyncio.to_thread(self.store.get, job_id)
-
-    async def find(self, owner: str, idempotency_key: str) -> Job | None:
-        return await asyncio.to_thread(self.store.find, owner, idempotency_key)
-
-    async def recent(
-        self, *, owner: str | None, state: JobState | None, limit: int, before: str | None
-    ) -> JobPage:
-        return await asyncio.to_thread(
-            functools.partial(self.store.page, owner=owner, state=state, limit=limit, before=before)
-        )
+    async def _queued(self, job: Job) -> None:
+        # The row is the job: if the broker is down now, the reconciler sends it later.
+        await asyncio.to_thread(self._send, job)
 
     async def cancel(self, job_id: str) -> Job:
         """Queued: cancelled here at once. Running: the worker sees the flag at its next sentence."""
@@ -251,9 +216,6 @@ class CeleryBackend:
             subscribers.discard(wake)
             if not subscribers:
                 self._subscribers.pop(job_id, None)
-
-    async def counts(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.store.counts)
 
     # -- workers ---------------------------------------------------------------------------------
     async def restart_workers(self, timeout_s: float = 3.0) -> list[str]:

@@ -23,11 +23,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from voiceforge.errors import EngineUnavailable, Overloaded
-from voiceforge.jobs.base import Job, JobPage, JobSpec, JobState, new_job_id
+from voiceforge.jobs.base import Job
 from voiceforge.jobs.inputs import InputFiles
 from voiceforge.jobs.kinds import Kind
 from voiceforge.jobs.runner import Runner
 from voiceforge.jobs.store import JobStore
+from voiceforge.jobs.stored import StoredJobs
 from voiceforge.jobs.webhooks import WebhookSender
 from voiceforge.service.pool import WorkerPool
 
@@ -37,7 +38,7 @@ POLL_S = 2.0  # how often queued jobs are looked for without a wake-up, and subs
 PRUNE_EVERY_S = 600.0
 
 
-class LocalBackend:
+class LocalBackend(StoredJobs):
     def __init__(
         self,
         store: JobStore,
@@ -107,44 +108,8 @@ class LocalBackend:
         await asyncio.to_thread(self.webhooks.close)
 
     # -- the JobBackend methods ------------------------------------------------------------------
-    async def submit(
-        self, spec: JobSpec, *, owner: str, idempotency_key: str | None, base_url: str
-    ) -> tuple[Job, bool]:
-        job_id = new_job_id()
-        if spec.inputs:
-            await asyncio.to_thread(self.inputs.save, job_id, spec.inputs)
-        created = False
-        try:
-            job, created = await asyncio.to_thread(
-                functools.partial(
-                    self.store.create,
-                    spec,
-                    job_id=job_id,
-                    owner=owner,
-                    idempotency_key=idempotency_key,
-                    base_url=base_url,
-                    max_queued=self.max_queued,
-                )
-            )
-        finally:
-            if spec.inputs and not created:  # refused, or the key named an earlier job
-                await asyncio.to_thread(self.inputs.remove, job_id)
-        if created:
-            self._kick()
-        return job, created
-
-    async def get(self, job_id: str) -> Job:
-        return await asyncio.to_thread(self.store.get, job_id)
-
-    async def find(self, owner: str, idempotency_key: str) -> Job | None:
-        return await asyncio.to_thread(self.store.find, owner, idempotency_key)
-
-    async def recent(
-        self, *, owner: str | None, state: JobState | None, limit: int, before: str | None
-    ) -> JobPage:
-        return await asyncio.to_thread(
-            functools.partial(self.store.page, owner=owner, state=state, limit=limit, before=before)
-        )
+    async def _queued(self, job: Job) -> None:
+        self._kick()
 
     async def cancel(self, job_id: str) -> Job:
         job = await asyncio.to_thread(self.store.cancel, job_id)
@@ -178,9 +143,6 @@ class LocalBackend:
             subscribers.discard(queue)
             if not subscribers:
                 self._subscribers.pop(job_id, None)
-
-    async def counts(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.store.counts)
 
     # -- dispatching -----------------------------------------------------------------------------
     async def _dispatch(self) -> None:
