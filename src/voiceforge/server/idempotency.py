@@ -143,10 +143,11 @@ async def once(
     request: Request,
     svc: Services,
     route: str,
-    request_fingerprint: str,
+    request_fingerprint: Callable[[], str],
     make: Callable[[], Awaitable[tuple[int, Any]]],
 ) -> JSONResponse:
-    """Run ``make`` (→ status, JSON body) once per Idempotency-Key; without a key, just run it."""
+    """Run ``make`` (→ status, JSON body) once per Idempotency-Key; without a key, just run it
+    (and the request is not fingerprinted: that hashes the body, a prompt recording included)."""
     key = key_of(request)
     if key is None:
         status, body = await make()
@@ -154,10 +155,11 @@ async def once(
     principal = request.scope.get("state", {}).get("principal")
     owner = str(getattr(principal, "id", "anonymous"))
     store = _store(svc)
+    digest = request_fingerprint()
     async with store.held(owner, route, key):
-        earlier = await run_in_threadpool(store.get, owner, route, key, request_fingerprint)
+        earlier = await run_in_threadpool(store.get, owner, route, key, digest)
         if earlier is not None:
             return JSONResponse(earlier[1], status_code=earlier[0], headers={"Idempotent-Replayed": "true"})
         status, body = await make()
-        await run_in_threadpool(store.put, owner, route, key, request_fingerprint, status, body)
+        await run_in_threadpool(store.put, owner, route, key, digest, status, body)
         return JSONResponse(body, status_code=status)

@@ -108,7 +108,7 @@ async def tts(
     async def make() -> tuple[int, Any]:
         return 200, (await _speak(request, svc, body)).model_dump(mode="json")
 
-    return await once(request, svc, "tts", fingerprint(body.model_dump(mode="json")), make)
+    return await once(request, svc, "tts", lambda: fingerprint(body.model_dump(mode="json")), make)
 
 
 async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsResponse:

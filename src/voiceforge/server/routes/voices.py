@@ -149,7 +149,7 @@ async def create_voice(request: Request, svc: Annotated[Services, Depends(servic
     async def make() -> tuple[int, Any]:
         return 201, await _create(request, svc, body, prompt)
 
-    return await once(request, svc, "voices", fingerprint(body.model_dump(mode="json"), prompt), make)
+    return await once(request, svc, "voices", lambda: fingerprint(body.model_dump(mode="json"), prompt), make)
 
 
 async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes | None) -> dict[str, Any]:
