@@ -142,7 +142,7 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
         "prompt audio" if prompt else f"voice {body.voice_id or 'default'}",
     )
 
-    voice_key = await _voice_key(svc, body, prompt, engine)
+    voice_key = await _voice_key(svc, body, prompt, engine, cloned=cloned)
     key = speech.cache_key(
         voice_key,
         body.text,
@@ -189,8 +189,10 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
     )
 
 
-async def _voice_key(svc: Services, body: TtsRequest, prompt: bytes | None, engine: str) -> str:
-    if prompt is None and (body.voice_id is None or body.voice_id in svc.speech.stock_voices(engine)):
+async def _voice_key(
+    svc: Services, body: TtsRequest, prompt: bytes | None, engine: str, *, cloned: bool
+) -> str:
+    if not cloned:  # a stock voice: no database read, no hop off the event loop
         return svc.speech.voice_key(body.voice_id, None, None, body.seed, engine)
     return await run_in_threadpool(
         svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, body.seed, engine
