@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from voiceforge.errors import StorageUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
+SCHEMA_LOCK_KEY = 0x766F6963  # 'voic': PostgreSQL advisory lock held while creating tables
 
 
 class Base(DeclarativeBase):
@@ -62,8 +63,8 @@ class Database:
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        self.ensure_schema()
         try:
+            self.ensure_schema()
             with (self._writes if write else self._reads)() as s, s.begin():
                 yield s
         except OperationalError as e:  # locked past the busy timeout, or the server is gone
@@ -85,6 +86,10 @@ class Database:
             if self.engine.dialect.name == "sqlite" and db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             with self.engine.execution_options(voiceforge_write=True).begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # Several workers start at once: without a lock two CREATE TABLEs race and
+                    # one fails on pg_type's unique index. The lock ends with this transaction.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
                 Base.metadata.create_all(conn)
             self._schema_ready = True
 

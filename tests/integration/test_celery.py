@@ -9,17 +9,13 @@ SIGTERM requeueing a running job, and the admin restart and live log view reachi
 from __future__ import annotations
 
 import contextlib
-import functools
-import glob
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +29,7 @@ import pytest
 
 from tests.conftest import system_binary
 from tests.integration.conftest import Server, free_port, launch
+from tests.integration.pg import postgres
 
 pytestmark = pytest.mark.slow
 
@@ -171,36 +168,6 @@ def running_cluster(home: Path, workers: int = 2, **env: str) -> Iterator[Cluste
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("celery")) as c:
         yield c
-
-
-def pg_binary(name: str) -> str:
-    """Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH."""
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
-    return found or system_binary(name, "postgresql")
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL on a free loopback port; its URL. As root it runs as ``postgres``."""
-    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
-    folder = Path(tempfile.mkdtemp(prefix="voiceforge-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(folder, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    data = folder / "data"
-    run = functools.partial(subprocess.run, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "voiceforge", "--no-sync"])
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"])
-        yield f"postgresql://voiceforge@127.0.0.1:{port}/postgres"
-    finally:
-        if data.is_dir():
-            subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -378,7 +345,7 @@ def test_admin_restart_reaches_the_workers(cluster: Cluster) -> None:
 
 
 def test_postgresql_as_the_shared_database(tmp_path: Path) -> None:
-    with postgres() as url, running_cluster(tmp_path, VOICEFORGE_DATABASE_URL=url) as c, client(c) as h:
+    with postgres() as pg, running_cluster(tmp_path, VOICEFORGE_DATABASE_URL=pg.url) as c, client(c) as h:
         ids = [submit(h, {"kind": "tts", "text": f"Stored in PostgreSQL, job {i}."}) for i in range(4)]
         for job_id in ids:
             done = wait_for(h, job_id, finished)
