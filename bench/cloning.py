@@ -4,10 +4,11 @@ enrollment time, synthesis RTF. JSON out.
     python bench/cloning.py [--clips DIR_WITH_manifest.json] [--generations 8]
 
 For each clip: SIM (Resemblyzer cosine) between the prompt and speech the cloning never saw,
-for (a) the closest stock voice, (b) statistics-only conversion (no tuning) and (c) the full
-enrolled profile; CER (zh) / WER (en) of (c) by the bundled Whisper; where the manifest has a
-second recording of the same speaker, SIM against that one too (guards against optimising the
-judge on the prompt itself).
+for (a) the stock voice enrollment chose as its base, (b) statistics-only conversion of it,
+(c) with the frame map learnt from parallel speech (untuned) and (d) the full enrolled profile
+(tuned offsets on top); CER (zh) / WER (en) of (a) and (d) by the bundled Whisper; where the
+manifest has a second recording of the same speaker, SIM against that one too (guards against
+optimising the judge on the prompt itself).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def main() -> None:
     engine = KokoroEngine.from_settings(settings)
     encoder = SpeakerEncoder.load()
     asr = Transcriber.from_settings(settings)
-    enroller = Enroller(engine, encoder)
+    enroller = Enroller(engine, encoder, lambda: asr)
     budget = Budget(population=args.population, generations=args.generations)
     clips = json.loads((args.clips / "manifest.json").read_text(encoding="utf-8"))["clips"]
 
@@ -79,7 +80,9 @@ def main() -> None:
             prompt, transcript=clip["transcript"], language=clip["language"], budget=budget
         )
         enroll_s = time.perf_counter() - t0
-        untuned = replace(profile, envelope_offset=np.zeros_like(profile.envelope_offset), f0_shift=0.0)
+        mapped = replace(profile, envelope_offset=np.zeros_like(profile.envelope_offset), f0_shift=0.0)
+        no_frames = np.zeros((0, 0), np.float32)
+        stats_only = replace(mapped, frame_source=no_frames, frame_target=no_frames, frame_weights=no_frames)
         other = SAME_SPEAKER.get(name)
         other_emb = None
         if other:
@@ -88,12 +91,15 @@ def main() -> None:
             other_emb = encoder.embed(d.samples, d.sample_rate)
         row: dict[str, object] = {
             "clip": name,
+            "language": clip["language"],
             "base_voice": profile.base_voice,
+            "conversion": profile.meta["conversion"],
             "enroll_s": round(enroll_s, 2),
         }
-        for label, prof in (("stock", None), ("stats_only", untuned), ("cloned", profile)):
+        labelled = (("stock", None), ("stats_only", stats_only), ("mapped", mapped), ("cloned", profile))
+        for label, prof in labelled:
             row[label] = score(
-                engine, encoder, asr, profile, prof, other_emb, intelligibility=label != "stats_only"
+                engine, encoder, asr, profile, prof, other_emb, intelligibility=label in ("stock", "cloned")
             )
         results.append(row)
         print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
@@ -101,12 +107,18 @@ def main() -> None:
     scored = [r for r in results if "cloned" in r]
     summary = {
         label: round(float(np.mean([r[label]["sim"] for r in scored])), 4)
-        for label in ("stock", "stats_only", "cloned")
+        for label in ("stock", "stats_only", "mapped", "cloned")
+    }
+    errors = {
+        lang: round(float(np.mean([r["cloned"]["cer_wer"] for r in scored if r["language"] == lang])), 4)
+        for lang in ("zh", "en")
+        if any(r["language"] == lang for r in scored)
     }
     report = {
         "budget": {"population": budget.population, "generations": budget.generations},
         "base_voice_cache_s": round(base_cache_s, 2),
         "mean_sim": summary,
+        "mean_cer_zh_wer_en_cloned": errors,
         "mean_enroll_s": round(float(np.mean([r["enroll_s"] for r in scored])), 2),
         "clips": results,
     }

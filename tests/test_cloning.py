@@ -33,8 +33,8 @@ def encoder():
 
 
 @pytest.fixture(scope="module")
-def enroller(engine, encoder):
-    return Enroller(engine, encoder)
+def enroller(engine, encoder, transcriber):
+    return Enroller(engine, encoder, lambda: transcriber)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,9 @@ def make_profile(seed: int = 0, transcript: str = "你好，世界。", language
         f0_log_mean=5.0, f0_log_std=0.2, source_f0_log_mean=5.3, source_f0_log_std=0.25,
         envelope_mean=arr(40), envelope_std=np.abs(arr(40)) + 0.1, source_envelope_mean=arr(40),
         source_envelope_std=np.abs(arr(40)) + 0.1, envelope_offset=arr(12), f0_shift=0.01,
-        embedding=arr(256), transcript=transcript, language=language, meta={"sim": 0.8},
+        frame_source=arr(60, 39), frame_target=arr(60, 39), frame_weights=arr(40, 39),
+        frame_neighbours=4, embedding=arr(256), transcript=transcript, language=language,
+        meta={"sim": 0.8},
     )  # fmt: skip
 
 

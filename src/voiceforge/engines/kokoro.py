@@ -42,7 +42,7 @@ from voiceforge.engines.kokoro_model import (
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend, Sentence
 from voiceforge.text.markup import Span, Tag, parse
-from voiceforge.voices.convert import Mapping, SpeakerStats, analyse, convert, stats
+from voiceforge.voices.convert import FrameMap, Mapping, SpeakerStats, analyse, convert, stats
 from voiceforge.voices.instruct import Controls, describe, parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
@@ -243,6 +243,9 @@ def _mapping(profile: VoiceProfile) -> Mapping:
         ),
         envelope_offset=profile.envelope_offset,
         f0_shift=profile.f0_shift,
+        frames=FrameMap(
+            profile.frame_source, profile.frame_target, profile.frame_weights, profile.frame_neighbours,
+        ) if profile.frame_weights.size or profile.frame_source.size else None,
     )  # fmt: skip
 
 

@@ -129,7 +129,7 @@ class Models:
             )
         with self._lock:
             if self._enroller is None or self._enroller.engine is not engine:
-                self._enroller = Enroller(engine, SpeakerEncoder.load())
+                self._enroller = Enroller(engine, SpeakerEncoder.load(), lambda: self.transcriber)
             return self._enroller
 
     def clone(

@@ -2,9 +2,10 @@
 
 WORLD (pyworld) splits speech into F0, spectral envelope and aperiodicity. The conversion maps
 log-F0 and the coded (mel-cepstral) envelope from the base voice's statistics to the prompt
-speaker's (mean and variance per coefficient), adds the offsets that enrollment tuned, and
-resynthesises. Aperiodicity and timing stay the base voice's, which keeps the speech as
-intelligible as the engine made it.
+speaker's (mean and variance per coefficient), then, where enrollment learnt one, a frame map
+fitted on the prompt and the base voice saying the same words (:class:`FrameMap`), adds the
+offsets that enrollment tuned, and resynthesises. Aperiodicity and timing stay the base
+voice's, which keeps the speech as intelligible as the engine made it.
 """
 
 from __future__ import annotations
@@ -62,9 +63,82 @@ def stats(features: list[WorldFeatures]) -> SpeakerStats:
 
 
 def _speech_frames(features: WorldFeatures) -> np.ndarray:
-    energy = features.envelope[:, 0]
-    speech: np.ndarray = features.envelope[energy > np.percentile(energy, _SPEECH_PERCENTILE)]
+    speech: np.ndarray = features.envelope[speech_mask(features)]
     return speech
+
+
+def speech_mask(features: WorldFeatures) -> np.ndarray:
+    """Frames louder than the quietest ``_SPEECH_PERCENTILE`` %: speech rather than pauses."""
+    energy = features.envelope[:, 0]
+    mask: np.ndarray = energy > np.percentile(energy, _SPEECH_PERCENTILE)
+    return mask
+
+
+def standardise(features: WorldFeatures, speaker: SpeakerStats) -> np.ndarray:
+    """Envelope frames in units of the speaker's own mean and spread, per coefficient."""
+    z: np.ndarray = (features.envelope - speaker.envelope_mean) / speaker.envelope_std
+    return z
+
+
+@dataclass(frozen=True)
+class FrameMap:
+    """Envelope frames of the base voice → the prompt speaker's, learnt from parallel speech.
+
+    ``source`` and ``target`` are aligned frames (coefficients 1.., standardised by each speaker's
+    statistics) of the base voice and the prompt saying the prompt's transcript. Two kinds:
+
+    - ``neighbours`` > 0: a frame moves by the mean target − source difference of its nearest
+      source frames. The offset depends on the sound, and the frame keeps its own content.
+    - ``neighbours`` == 0: a ridge regression over all pairs (``weights``, with a bias row),
+      shrunk towards the identity or towards zero (bolder, and more often garbled).
+
+    Either way the result gets back the frame sequence's own spread, which averaging shrinks.
+    """
+
+    source: np.ndarray  # (pairs, d)
+    target: np.ndarray  # (pairs, d)
+    weights: np.ndarray  # (d + 1, d)
+    neighbours: int
+
+    MATCH_DIMS = 24  # coefficients 1..24 decide which frames are neighbours (the rest is fine detail)
+
+    @classmethod
+    def offsets(cls, source: np.ndarray, target: np.ndarray, neighbours: int) -> FrameMap:
+        empty = np.zeros((0, 0), np.float32)
+        return cls(source.astype(np.float32), target.astype(np.float32), empty, neighbours)
+
+    @classmethod
+    def regression(
+        cls, source: np.ndarray, target: np.ndarray, *, ridge: float, towards_identity: bool
+    ) -> FrameMap:
+        n, d = source.shape
+        design = np.c_[source, np.ones(n)]
+        penalty = ridge * n * np.eye(d + 1)
+        penalty[d, d] = 0.0  # the bias is free
+        prior = np.r_[np.eye(d), np.zeros((1, d))] if towards_identity else np.zeros((d + 1, d))
+        weights = np.linalg.solve(design.T @ design + penalty, design.T @ target + penalty @ prior)
+        empty = np.zeros((0, 0), np.float32)
+        return cls(empty, empty, weights.astype(np.float32), 0)
+
+    def apply(self, z: np.ndarray) -> np.ndarray:
+        """Map standardised frames (frames, d) to the target speaker's standardised frames."""
+        if self.neighbours:
+            k = min(self.neighbours, len(self.source))
+            a, b = z[:, : self.MATCH_DIMS], self.source[:, : self.MATCH_DIMS]
+            distance = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+            nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
+            mapped = z + (self.target[nearest] - self.source[nearest]).mean(axis=1)
+        else:
+            mapped = np.c_[z, np.ones(len(z))] @ self.weights
+        if len(z) > 1:
+            centre = mapped.mean(axis=0)
+            mapped = (mapped - centre) / (mapped.std(axis=0) + 1e-6) * z.std(axis=0) + centre
+        return np.asarray(mapped)
+
+    def describe(self) -> str:
+        if self.neighbours:
+            return f"frame offsets from {self.neighbours} neighbours"
+        return "frame regression"
 
 
 @dataclass(frozen=True)
@@ -77,6 +151,7 @@ class Mapping:
     f0_shift: float  # log-F0 offset
     pitch_semitones: float = 0.0  # instruct controls on top
     pitch_range: float = 1.0
+    frames: FrameMap | None = None  # learnt from parallel speech; None = statistics only
 
 
 def convert(features: WorldFeatures, mapping: Mapping) -> np.ndarray:
@@ -91,9 +166,10 @@ def convert(features: WorldFeatures, mapping: Mapping) -> np.ndarray:
         + mapping.f0_shift
         + mapping.pitch_semitones * np.log(2) / 12
     )
-    envelope = (
-        features.envelope - src.envelope_mean
-    ) / src.envelope_std * tgt.envelope_std + tgt.envelope_mean
+    z = standardise(features, src)
+    if mapping.frames is not None and len(z):
+        z[:, 1:] = mapping.frames.apply(z[:, 1:])
+    envelope = z * tgt.envelope_std + tgt.envelope_mean
     # Coefficient 0 is loudness: keep the engine's level contour, not the prompt's.
     envelope[:, 0] = features.envelope[:, 0]
     n = len(mapping.envelope_offset)

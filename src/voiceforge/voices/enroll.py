@@ -1,12 +1,15 @@
 """Enrollment: a prompt recording → a `VoiceProfile` for the embedded engine.
 
-1. Embed the prompt (Resemblyzer d-vector) and pick the stock voice that sounds closest.
-2. Measure the prompt speaker's log-F0 and envelope statistics, and the base voice's on a
-   fixed Chinese + English calibration set (cached per voice, so only the first enrollment
-   of a process pays for it).
-3. Tune a log-F0 offset and offsets of the first envelope coefficients with CMA-ES so that
-   converted calibration speech embeds closest to the prompt. The calibration sentences are
-   not the texts a user will synthesise, and bench/cloning.py scores unseen ones.
+1. Embed the prompt (Resemblyzer d-vector) and measure its log-F0 and envelope statistics;
+   the stock voices' own statistics come from a fixed Chinese + English calibration set
+   (cached per voice, so only the first enrollment of a process pays for it).
+2. For each stock voice, synthesise the prompt's transcript, align it to the prompt (DTW) and
+   fit frame maps on the aligned pairs (:class:`~voiceforge.voices.convert.FrameMap`).
+3. Keep the voice and map whose converted calibration speech embeds closest to the prompt;
+   statistics-only conversion is one of the candidates.
+4. Tune a log-F0 offset and offsets of the first envelope coefficients with CMA-ES on the same
+   criterion. The calibration sentences are not the texts a user will synthesise, and
+   bench/cloning.py scores unseen ones.
 """
 
 from __future__ import annotations
@@ -15,24 +18,46 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import soxr
 
+from voiceforge.asr.scoring import cer, wer
+from voiceforge.asr.whisper import Transcriber
 from voiceforge.audio.prompt import PromptAudio
 from voiceforge.engines.base import SynthesisRequest, synthesize
 from voiceforge.engines.kokoro import KokoroEngine
-from voiceforge.voices.convert import Mapping, SpeakerStats, WorldFeatures, analyse, convert, stats
+from voiceforge.errors import InvalidInput
+from voiceforge.voices.align import dtw_path
+from voiceforge.voices.convert import (
+    FrameMap,
+    Mapping,
+    SpeakerStats,
+    WorldFeatures,
+    analyse,
+    convert,
+    speech_mask,
+    standardise,
+    stats,
+)
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)
 
 CALIBRATION = (
-    "我们明天早上八点在学校门口见面，别迟到了。",
-    "I will call you back as soon as I get home tonight.",
+    ("zh", "我们明天早上八点在学校门口见面，别迟到了。"),
+    ("en", "I will call you back as soon as I get home tonight."),
 )
 OFFSETS = 12  # envelope coefficients 1..12 carry the formant structure the embedding hears
+MAX_PAIRS = 2000  # aligned frames kept in a profile (10 s of speech; more adds size, not SIM)
+# The intelligibility guard: converted calibration speech may be mis-heard by Whisper at most
+# this much more than the stock voice's own (one character of the Chinese sentence, no English
+# word), and at most this many frame-map candidates are checked before statistics-only wins.
+MAX_EXTRA_ERROR = 0.06
+MAX_CHECKS = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,21 @@ class Budget:
 
     population: int = 8
     generations: int = 8
+
+
+_EMPTY = np.zeros((0, 0), np.float32)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    voice: str
+    frames: FrameMap | None
+    sim: float  # of the converted calibration sentences to the prompt
+
+    def describe(self) -> str:
+        if self.frames is None:
+            return "statistics only"
+        return self.frames.describe()
 
 
 @dataclass(frozen=True)
@@ -53,9 +93,18 @@ class _BaseVoice:
 class Enroller:
     """Enrolls prompts against one engine and encoder. Thread-safe; caches base voices."""
 
-    def __init__(self, engine: KokoroEngine, encoder: SpeakerEncoder) -> None:
+    def __init__(
+        self,
+        engine: KokoroEngine,
+        encoder: SpeakerEncoder,
+        transcriber: Callable[[], Transcriber] | None = None,
+    ) -> None:
+        """``transcriber`` turns on the intelligibility guard (a frame map that makes Whisper
+        mis-hear the calibration sentences is not used); without it SIM alone decides."""
         self.engine = engine
         self.encoder = encoder
+        self.transcriber = transcriber
+        self._errors: dict[str, list[float]] = {}
         self._bases: dict[str, _BaseVoice] = {}
         self._embeddings: dict[str, np.ndarray] = {}
         self._audio: dict[str, list[np.ndarray]] = {}
@@ -73,26 +122,35 @@ class Enroller:
         budget = budget or Budget()
         started = time.perf_counter()
         target_embedding = self.encoder.embed(prompt.samples, prompt.sample_rate)
-        scores = {v.name: similarity(target_embedding, self._embedding(v.name)) for v in self.engine.voices()}
-        base = self._base(max(scores, key=lambda name: scores[name]))
-        log.info("closest stock voice %s (SIM %.3f)", base.name, scores[base.name])
+        prompt_features = analyse(prompt.samples, prompt.sample_rate)
         try:
-            target = stats([analyse(prompt.samples, prompt.sample_rate)])
+            target = stats([prompt_features])
         except ValueError as e:
-            from voiceforge.errors import InvalidInput
-
             raise InvalidInput(
                 "the prompt has too little voiced speech to learn the voice from; record 3–15 s of talking"
             ) from e
-        # Tuning on the prompt's own words as well was measured: no better on unseen sentences,
-        # slower, and worse for one speaker (bench/cloning.py), so the fixed calibration set it is.
-        offsets, f0_shift, tuned_sim = self._tune(
-            base.features, base.stats, target, target_embedding, seed, budget
-        )
-        elapsed = time.perf_counter() - started
+        stock = {v.name: similarity(target_embedding, self._embedding(v.name)) for v in self.engine.voices()}
+        candidates = [
+            _Candidate(voice, frames, self._score(voice, target, frames, target_embedding))
+            for voice in stock
+            for frames in (None, *self._frame_maps(voice, transcript, prompt_features, target))
+        ]
+        best = self._clearest(sorted(candidates, key=lambda c: -c.sim), target)
+        base = self._base(best.voice)
         log.info(
-            "enrolled voice in %.1f s (calibration SIM %.3f → %.3f)", elapsed, scores[base.name], tuned_sim
+            "base voice %s with %s (calibration SIM %.3f; stock voice alone %.3f)",
+            base.name, best.describe(), best.sim, stock[base.name],
+        )  # fmt: skip
+        offsets, f0_shift, tuned_sim = self._tune(
+            base.features, base.stats, target, best.frames, target_embedding, seed, budget
         )
+        tuned = Mapping(base.stats, target, offsets, f0_shift, frames=best.frames)
+        if tuned_sim > best.sim and not self._heard_clearly(base.name, tuned):
+            log.info("tuned offsets make the speech harder to understand; keeping the untuned mapping")
+            offsets, f0_shift, tuned_sim = np.zeros(OFFSETS, np.float32), 0.0, best.sim
+        elapsed = time.perf_counter() - started
+        log.info("enrolled voice in %.1f s (calibration SIM %.3f → %.3f)", elapsed, best.sim, tuned_sim)
+        frames = best.frames
         return VoiceProfile(
             engine=self.engine.name,
             base_voice=base.name,
@@ -107,18 +165,94 @@ class Enroller:
             source_envelope_std=base.stats.envelope_std,
             envelope_offset=offsets,
             f0_shift=f0_shift,
+            frame_source=frames.source if frames else _EMPTY,
+            frame_target=frames.target if frames else _EMPTY,
+            frame_weights=frames.weights if frames else _EMPTY,
+            frame_neighbours=frames.neighbours if frames else 0,
             embedding=target_embedding,
             transcript=transcript,
             language=language,
             meta={
                 "enroll_s": round(elapsed, 2),
                 "seed": seed,
-                "stock_sim": round(scores[base.name], 4),
+                "stock_sim": round(stock[base.name], 4),
+                "conversion": best.describe(),
+                "mapped_sim": round(best.sim, 4),
                 "calibration_sim": round(tuned_sim, 4),
                 "prompt_speech_s": round(prompt.speech_s, 2),
                 "notes": list(prompt.notes),
             },
         )
+
+    def _frame_maps(
+        self, voice: str, transcript: str, prompt: WorldFeatures, target: SpeakerStats
+    ) -> list[FrameMap]:
+        """Frame maps from the transcript in ``voice`` aligned to the prompt; none without words."""
+        if not transcript.strip():
+            return []
+        base = self._base(voice)
+        spoken = synthesize(self.engine, SynthesisRequest(text=transcript, voice=voice)).samples
+        parallel = analyse(spoken, self.engine.capabilities.sample_rate)
+        source, aligned = standardise(parallel, base.stats)[:, 1:], standardise(prompt, target)[:, 1:]
+        path = dtw_path(source[:, : FrameMap.MATCH_DIMS], aligned[:, : FrameMap.MATCH_DIMS])
+        path = path[speech_mask(parallel)[path[:, 0]] & speech_mask(prompt)[path[:, 1]]]
+        if len(path) < 50:  # too little speech in common to learn from
+            return []
+        path = path[np.linspace(0, len(path) - 1, min(len(path), MAX_PAIRS)).astype(int)]
+        x, y = source[path[:, 0]], aligned[path[:, 1]]
+        return [
+            FrameMap.offsets(x, y, neighbours=16),
+            FrameMap.offsets(x, y, neighbours=64),
+            FrameMap.regression(x, y, ridge=0.3, towards_identity=True),
+            FrameMap.regression(x, y, ridge=0.1, towards_identity=False),
+        ]
+
+    def _clearest(self, ranked: list[_Candidate], target: SpeakerStats) -> _Candidate:
+        """The most similar candidate whose speech stays as intelligible as the stock voice's."""
+        checked = 0
+        for candidate in ranked:
+            if candidate.frames is None:  # statistics only: moves the voice, not the sounds
+                return candidate
+            if checked == MAX_CHECKS:
+                continue
+            checked += 1
+            base = self._base(candidate.voice)
+            mapping = Mapping(base.stats, target, np.zeros(0, np.float32), 0.0, frames=candidate.frames)
+            if self._heard_clearly(candidate.voice, mapping):
+                return candidate
+            log.info("%s on %s garbles speech; next candidate", candidate.describe(), candidate.voice)
+        raise AssertionError("statistics-only candidates are always in the list")
+
+    def _heard_clearly(self, voice: str, mapping: Mapping) -> bool:
+        """Whether Whisper hears the converted calibration sentences about as well as the stock voice's."""
+        if self.transcriber is None:
+            return True
+        base = self._base(voice)
+        converted = [convert(f, mapping) for f in base.features]
+        with self._lock:
+            if voice not in self._errors:
+                self._errors[voice] = self._misheard(self._calibration(voice))
+        stock = self._errors[voice]
+        return all(e <= s + MAX_EXTRA_ERROR for e, s in zip(self._misheard(converted), stock, strict=True))
+
+    def _misheard(self, audio: list[np.ndarray]) -> list[float]:
+        """CER (Chinese) or WER (English) of each calibration sentence as Whisper hears it."""
+        assert self.transcriber is not None
+        transcriber, rate = self.transcriber(), self.engine.capabilities.sample_rate
+        errors = []
+        for (language, text), samples in zip(CALIBRATION, audio, strict=True):
+            heard = transcriber.transcribe(soxr.resample(samples, rate, 16_000), language=language).text
+            errors.append(cer(text, heard) if language == "zh" else wer(text, heard))
+        return errors
+
+    def _score(
+        self, voice: str, target: SpeakerStats, frames: FrameMap | None, target_embedding: np.ndarray
+    ) -> float:
+        """SIM of the calibration sentences in ``voice`` converted with ``frames``."""
+        base = self._base(voice)
+        mapping = Mapping(base.stats, target, np.zeros(0, np.float32), 0.0, frames=frames)
+        audio = np.concatenate([convert(f, mapping) for f in base.features])
+        return similarity(target_embedding, self.encoder.embed(audio, self.engine.capabilities.sample_rate))
 
     def warm(self) -> None:
         """Embed every stock voice now rather than on the first enrollment."""
@@ -129,7 +263,7 @@ class Enroller:
         """The calibration sentences in a stock voice; called under the lock, kept for `_base`."""
         if voice not in self._audio:
             self._audio[voice] = [
-                synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples for t in CALIBRATION
+                synthesize(self.engine, SynthesisRequest(text=t, voice=voice)).samples for _, t in CALIBRATION
             ]
         return self._audio[voice]
 
@@ -155,6 +289,7 @@ class Enroller:
         features: list[WorldFeatures],
         source: SpeakerStats,
         target: SpeakerStats,
+        frames: FrameMap | None,
         target_embedding: np.ndarray,
         seed: int,
         budget: Budget,
@@ -167,7 +302,11 @@ class Enroller:
 
         def loss(x: np.ndarray) -> float:
             mapping = Mapping(
-                source, target, envelope_offset=np.asarray(x[1:]) * 0.3, f0_shift=float(x[0]) * 0.1
+                source,
+                target,
+                envelope_offset=np.asarray(x[1:]) * 0.3,
+                f0_shift=float(x[0]) * 0.1,
+                frames=frames,
             )
             audio = np.concatenate([convert(f, mapping) for f in features])
             return -similarity(target_embedding, self.encoder.embed(audio, rate))

@@ -17,9 +17,10 @@ import numpy as np
 
 from voiceforge.errors import InvalidInput
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2 added the frame map; version 1 profiles load as statistics-only
 _ARRAYS = ("style", "envelope_mean", "envelope_std", "source_envelope_mean", "source_envelope_std",
-           "envelope_offset", "embedding")  # fmt: skip
+           "envelope_offset", "frame_source", "frame_target", "frame_weights", "embedding")  # fmt: skip
+_ADDED_IN_2 = {"frame_source", "frame_target", "frame_weights"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +42,12 @@ class VoiceProfile:
     source_envelope_std: np.ndarray
     envelope_offset: np.ndarray  # (m,) tuned offsets of the first envelope coefficients, in target stds
     f0_shift: float  # tuned log-F0 offset
+    # Frame map learnt from the prompt and the base voice saying the same words
+    # (voices/convert.FrameMap); all three empty when enrollment kept statistics only.
+    frame_source: np.ndarray  # (pairs, n - 1)
+    frame_target: np.ndarray  # (pairs, n - 1)
+    frame_weights: np.ndarray  # (n, n - 1)
+    frame_neighbours: int  # > 0: offsets from that many nearest frames; 0: the regression
     embedding: np.ndarray  # (256,) speaker embedding of the prompt
     transcript: str
     language: str
@@ -60,16 +67,21 @@ class VoiceProfile:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 scalars = json.loads(str(npz["meta"]))
-                arrays: dict[str, Any] = {name: np.asarray(npz[name], dtype=np.float32) for name in _ARRAYS}
+                version = scalars.get("version")
+                if version not in (1, PROFILE_VERSION):
+                    raise InvalidInput(
+                        f"voice profile version {version!r} is not supported; this voiceforge reads "
+                        f"versions 1 and {PROFILE_VERSION} (enroll the voice again)"
+                    )
+                names = [n for n in _ARRAYS if version > 1 or n not in _ADDED_IN_2]
+                arrays: dict[str, Any] = {name: np.asarray(npz[name], dtype=np.float32) for name in names}
         except (OSError, ValueError, KeyError) as e:
             raise InvalidInput(
                 f"not a voiceforge voice profile ({e}); export it again from voiceforge"
             ) from e
-        if scalars.get("version") != PROFILE_VERSION:
-            raise InvalidInput(
-                f"voice profile version {scalars.get('version')!r} is not supported; "
-                f"this voiceforge reads version {PROFILE_VERSION} (enroll the voice again)"
-            )
+        if version == 1:  # statistics-only conversion, as it was enrolled
+            arrays.update({n: np.zeros((0, 0), np.float32) for n in _ADDED_IN_2})
+            scalars.update(frame_neighbours=0, version=PROFILE_VERSION)
         return cls(**scalars, **arrays)
 
     def save(self, path: Path) -> None:
@@ -87,7 +99,8 @@ class VoiceProfile:
         h.update(
             json.dumps(
                 [self.engine, self.base_voice, self.f0_log_mean, self.f0_log_std, self.source_f0_log_mean,
-                 self.source_f0_log_std, self.f0_shift, self.version],
+                 self.source_f0_log_std, self.f0_shift, self.frame_neighbours,
+                 self.version],
             ).encode()
         )  # fmt: skip
         return h.hexdigest()[:32]
