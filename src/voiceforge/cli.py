@@ -120,7 +120,7 @@ def say(
     started = time.perf_counter()
     profile = None
     if prompt is not None:
-        profile = _clone(settings, engine, prompt, prompt_text, None, seed).profile
+        profile = _clone(settings, engine, prompt, prompt_text, None).profile
     elif voice and voice not in (stock := [v.name for v in engine.voices()]):
         try:
             profile = _library(settings).profile(voice)
@@ -189,7 +189,6 @@ def voices_add(
     ] = None,
     language: Annotated[str | None, typer.Option(help="zh or en; default: detected")] = None,
     consent: Annotated[bool, typer.Option(help="the speaker agreed to be cloned")] = False,
-    seed: Annotated[int, typer.Option(help="1 to 100000000; makes enrollment reproducible")] = 1,
 ) -> None:
     """Clone a voice from a recording and save it under NAME."""
     from voiceforge.engines.registry import create_engine
@@ -197,7 +196,7 @@ def voices_add(
     settings = Settings()
     library = _library(settings)
     engine = create_engine(settings)
-    cloned = _clone(settings, engine, prompt, transcript, language, seed)
+    cloned = _clone(settings, engine, prompt, transcript, language)
     record = library.create(
         name,
         prompt=prompt.read_bytes(),
@@ -210,8 +209,9 @@ def voices_add(
         typer.echo(f"note: {note}", err=True)
     typer.echo(
         f"saved {record.name} ({record.id}): {record.language}, transcript {record.transcript!r} "
-        f"({cloned.transcript_source}), SIM {cloned.profile.meta['stock_sim']} → "
-        f"{cloned.profile.meta['calibration_sim']}, {cloned.profile.meta['enroll_s']} s"
+        f"({cloned.transcript_source}), {cloned.profile.meta['conversion']} on {cloned.profile.base_voice}, "
+        f"SIM {cloned.profile.meta['stock_sim']} → {cloned.profile.meta['calibration_sim']}, "
+        f"{cloned.profile.meta['enroll_s']} s"
     )
 
 
@@ -302,14 +302,14 @@ def _library(settings: Settings) -> VoiceLibrary:
 
 
 def _clone(
-    settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None, seed: int
+    settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None
 ) -> ClonedVoice:
     from voiceforge.service.models import Models
 
     if not prompt.is_file():
         raise InvalidInput(f"prompt file {str(prompt)!r} does not exist")
     models = Models(settings, engine_factory=lambda _settings: engine)
-    return models.clone(prompt.read_bytes(), transcript=transcript, language=language, seed=seed)
+    return models.clone(prompt.read_bytes(), transcript=transcript, language=language)
 
 
 @app.command()

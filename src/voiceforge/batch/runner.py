@@ -130,12 +130,12 @@ class LocalSynthesizer:
 
     def _profile(self, engine: Engine, item: Item) -> VoiceProfile | None:
         if item.prompt is not None:
-            key = f"prompt:{item.prompt}:{item.prompt_text}:{item.seed}"
+            key = f"prompt:{item.prompt}:{item.prompt_text}"
             if key not in self._profiles:
                 from voiceforge.service.models import Models
 
                 models = Models(self.settings, engine_factory=lambda _settings: engine)
-                cloned = models.clone(item.prompt.read_bytes(), transcript=item.prompt_text, seed=item.seed)
+                cloned = models.clone(item.prompt.read_bytes(), transcript=item.prompt_text)
                 self._profiles[key] = cloned.profile
             return self._profiles[key]
         if item.voice is None or item.voice in {v.name for v in engine.voices()}:

@@ -127,7 +127,6 @@ def create_voice(
     transcript: str | None,
     language: str | None,
     consent: bool,
-    seed: int,
     idempotency_key: str | None,
 ) -> Call:
     fields = _clean(
@@ -137,7 +136,6 @@ def create_voice(
             "transcript": transcript,
             "language": language,
             "consent": "true" if consent else "false",
-            "seed": str(seed),
         }
     )
     files = None

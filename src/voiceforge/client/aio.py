@@ -190,7 +190,6 @@ class AsyncClient:
         transcript: str | None = None,
         language: str | None = None,
         consent: bool = False,
-        seed: int = 1,
         idempotency_key: str | None = None,
     ) -> Voice:
         call = _api.create_voice(
@@ -200,7 +199,6 @@ class AsyncClient:
             transcript=transcript,
             language=language,
             consent=consent,
-            seed=seed,
             idempotency_key=idempotency_key,
         )
         return Voice.of(await self._json(call))

@@ -199,7 +199,6 @@ class Client:
         transcript: str | None = None,
         language: str | None = None,
         consent: bool = False,
-        seed: int = 1,
         idempotency_key: str | None = None,
     ) -> Voice:
         """Clone and save a voice from a 3–15 s recording (or a finished upload)."""
@@ -210,7 +209,6 @@ class Client:
             transcript=transcript,
             language=language,
             consent=consent,
-            seed=seed,
             idempotency_key=idempotency_key,
         )
         return Voice.of(self._json(call))

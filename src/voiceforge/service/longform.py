@@ -80,7 +80,7 @@ def render(
     parts = sentences(spec.text, spec.text_format)
     n = len(parts)
     log.info("[%s] long-form: %d characters, %d sentences", task_id, len(spec.text), n)
-    voice = speech.resolve(spec.voice, seed=spec.seed, task_id=task_id, engine=spec.model)
+    voice = speech.resolve(spec.voice, task_id=task_id, engine=spec.model)
     rate = 0
     pieces: list[Piece] = []
     spoken: dict[str, tuple[NDArray[np.float32], int]] = {}  # a repeated line (a refrain) is made once

@@ -138,7 +138,6 @@ class Models:
         *,
         transcript: str | None = None,
         language: str | None = None,
-        seed: int = 1,
     ) -> ClonedVoice:
         """Check, transcribe (when no transcript is given) and enroll a prompt recording."""
         return clone(
@@ -147,5 +146,4 @@ class Models:
             transcriber=lambda: self.transcriber,
             transcript=transcript,
             language=language,
-            seed=seed,
         )

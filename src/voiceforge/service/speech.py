@@ -114,13 +114,12 @@ class SpeechService:
         voice: str | None,
         prompt: bytes | None,
         prompt_text: str | None,
-        seed: int,
         engine: str | None = None,
     ) -> str:
         """What identifies the voice in a cache key, computed without enrolling anything."""
         if prompt is not None:
             digest = hashlib.sha256(prompt).hexdigest()
-            return f"prompt:{digest}:{_norm(prompt_text or '')}:{seed}"
+            return f"prompt:{digest}:{_norm(prompt_text or '')}"
         if voice is None or voice in self.stock_voices(engine):
             return f"stock:{voice or ''}"
         return f"library:{self._saved(voice).profile_digest}"
@@ -131,7 +130,6 @@ class SpeechService:
         *,
         prompt: bytes | None = None,
         prompt_text: str | None = None,
-        seed: int = 1,
         task_id: str = "-",
         engine: str | None = None,
     ) -> Voice:
@@ -146,7 +144,7 @@ class SpeechService:
         if prompt is not None:
             if by_prompt:
                 return self._prompted(prompt, prompt_text, task_id)
-            return self._cloned(prompt, prompt_text, seed, task_id)
+            return self._cloned(prompt, prompt_text, task_id)
         if voice is None or voice in self.stock_voices(engine):
             return Voice(key=f"stock:{voice or ''}", name=voice)
         record = self._saved(voice)
@@ -166,8 +164,8 @@ class SpeechService:
                 "or a saved one (GET /v1/voices lists them)"
             ) from None
 
-    def _cloned(self, prompt: bytes, prompt_text: str | None, seed: int, task_id: str) -> Voice:
-        key = self.voice_key(None, prompt, prompt_text, seed)
+    def _cloned(self, prompt: bytes, prompt_text: str | None, task_id: str) -> Voice:
+        key = self.voice_key(None, prompt, prompt_text)
         cache_name = hashlib.sha256(f"{self.models.engine.name}|{key}".encode()).hexdigest()
         path = self.clones_dir / f"{cache_name}.npz"
         if path.is_file():
@@ -176,7 +174,7 @@ class SpeechService:
             return Voice(key=key, profile=VoiceProfile.load(path))
         log.info("[%s] decoding and enrolling prompt (%d bytes)", task_id, len(prompt))
         started = time.perf_counter()
-        cloned = self.models.clone(prompt, transcript=prompt_text, seed=seed)
+        cloned = self.models.clone(prompt, transcript=prompt_text)
         log.info(
             "[%s] prompt %d Hz ok, %.1f s speech, transcript %s; enrolled in %.1f s",
             task_id,
@@ -338,9 +336,7 @@ class SpeechService:
         """What /tts, the UI and a tts job do on a worker: resolve the voice (cloning a prompt),
         check the request, then answer from the cache or render. Returns the output and the
         prompt's notes (e.g. "the clearest 15 s were used")."""
-        resolved = self.resolve(
-            voice, prompt=prompt, prompt_text=prompt_text, seed=seed, task_id=task_id, engine=engine
-        )
+        resolved = self.resolve(voice, prompt=prompt, prompt_text=prompt_text, task_id=task_id, engine=engine)
         request = self.request(
             text, resolved, mode=mode, instruct=instruct, speed=speed, seed=seed, engine=engine
         )

@@ -102,7 +102,6 @@ def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[Voi
         None if prompt is not None else form.voice,
         prompt=prompt,
         prompt_text=form.prompt_text,
-        seed=form.seed,
         task_id=task_id,
         engine=form.engine,
     )
@@ -149,13 +148,11 @@ def stream(
     yield from speech.stream(task_id, request, cancelled=cancelled)
 
 
-def save_voice(
-    speech: SpeechService, name: str, path: Path, transcript: str | None, seed: int
-) -> VoiceRecord:
+def save_voice(speech: SpeechService, name: str, path: Path, transcript: str | None) -> VoiceRecord:
     """Keep the prompt in the voice library, as POST /v1/voices does; the enrollment is the one a
     generation with this prompt already made (the speech service caches it), or made now."""
     prompt = path.read_bytes()
-    voice = speech.resolve(prompt=prompt, prompt_text=transcript, seed=seed, task_id="save")
+    voice = speech.resolve(prompt=prompt, prompt_text=transcript, task_id="save")
     assert voice.profile is not None  # a prompt always resolves to a cloned profile
     meta = {**voice.profile.meta, "transcript_source": "given" if transcript else "asr"}
     return speech.library.create(

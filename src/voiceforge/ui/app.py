@@ -351,7 +351,7 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
 
 
 def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
-    async def on_save(name: str, prompt: str | None, prompt_text: str, seed: float, choice: str,
+    async def on_save(name: str, prompt: str | None, prompt_text: str, choice: str,
                       request: gr.Request) -> list[Any]:  # fmt: skip
         lang_code = _code(choice)
         name = (name or "").strip()
@@ -369,7 +369,6 @@ def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
                     name,
                     Path(prompt),
                     (prompt_text or "").strip() or None,
-                    int(seed),
                 ),
                 timeout=s.settings.enroll_timeout_s,
             )
@@ -381,7 +380,7 @@ def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
 
     c["save"].click(
         on_save,
-        [c["save_name"], c["prompt"], c["prompt_text"], c["seed"], c["lang"]],
+        [c["save_name"], c["prompt"], c["prompt_text"], c["lang"]],
         [c["prompt_status"], c["lib"]["table"], c["lib"]["pick"], c["voice"]],
     )
 

@@ -44,7 +44,6 @@ def clone(
     transcriber: Callable[[], Transcriber],
     transcript: str | None = None,
     language: str | None = None,
-    seed: int = 1,
 ) -> ClonedVoice:
     """Check the prompt, fill in its transcript by ASR when none is given, and enroll it."""
     prompt = prepare_prompt(data)
@@ -55,5 +54,5 @@ def clone(
         source = "asr"
         log.info("transcribed prompt (%s): %d characters", language, len(transcript))
     language = language or dominant_language(transcript)
-    profile = enroller.enroll(prompt, transcript=transcript.strip(), language=language, seed=seed)
+    profile = enroller.enroll(prompt, transcript=transcript.strip(), language=language)
     return ClonedVoice(profile, prompt, source)

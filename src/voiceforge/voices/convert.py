@@ -90,7 +90,8 @@ class FrameMap:
     - ``neighbours`` > 0: a frame moves by the mean target − source difference of its nearest
       source frames. The offset depends on the sound, and the frame keeps its own content.
     - ``neighbours`` == 0: a ridge regression over all pairs (``weights``, with a bias row),
-      shrunk towards the identity or towards zero (bolder, and more often garbled).
+      shrunk towards the identity (shrunk towards zero it scored higher SIM but made Whisper
+      mis-hear Chinese two to four times as often: bench/cloning.py, CHANGELOG).
 
     Either way the result gets back the frame sequence's own spread, which averaging shrinks.
     """
@@ -108,14 +109,12 @@ class FrameMap:
         return cls(source.astype(np.float32), target.astype(np.float32), empty, neighbours)
 
     @classmethod
-    def regression(
-        cls, source: np.ndarray, target: np.ndarray, *, ridge: float, towards_identity: bool
-    ) -> FrameMap:
+    def regression(cls, source: np.ndarray, target: np.ndarray, *, ridge: float) -> FrameMap:
         n, d = source.shape
         design = np.c_[source, np.ones(n)]
         penalty = ridge * n * np.eye(d + 1)
         penalty[d, d] = 0.0  # the bias is free
-        prior = np.r_[np.eye(d), np.zeros((1, d))] if towards_identity else np.zeros((d + 1, d))
+        prior = np.r_[np.eye(d), np.zeros((1, d))]
         weights = np.linalg.solve(design.T @ design + penalty, design.T @ target + penalty @ prior)
         empty = np.zeros((0, 0), np.float32)
         return cls(empty, empty, weights.astype(np.float32), 0)
@@ -143,7 +142,7 @@ class FrameMap:
 
 @dataclass(frozen=True)
 class Mapping:
-    """Source → target speaker mapping plus the tuned offsets."""
+    """Source → target speaker mapping (plus the offsets version 1 enrollment tuned)."""
 
     source: SpeakerStats
     target: SpeakerStats

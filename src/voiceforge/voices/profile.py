@@ -40,8 +40,10 @@ class VoiceProfile:
     envelope_std: np.ndarray
     source_envelope_mean: np.ndarray
     source_envelope_std: np.ndarray
-    envelope_offset: np.ndarray  # (m,) tuned offsets of the first envelope coefficients, in target stds
-    f0_shift: float  # tuned log-F0 offset
+    # Offsets that version 1 enrollment tuned with CMA-ES (first envelope coefficients, in
+    # target stds; log-F0); enrollment no longer tunes, so new profiles hold empty / 0.
+    envelope_offset: np.ndarray
+    f0_shift: float
     # Frame map learnt from the prompt and the base voice saying the same words
     # (voices/convert.FrameMap); all three empty when enrollment kept statistics only.
     frame_source: np.ndarray  # (pairs, n - 1)

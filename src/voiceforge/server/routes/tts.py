@@ -193,10 +193,8 @@ async def _voice_key(
     svc: Services, body: TtsRequest, prompt: bytes | None, engine: str, *, cloned: bool
 ) -> str:
     if not cloned:  # a stock voice: no database read, no hop off the event loop
-        return svc.speech.voice_key(body.voice_id, None, None, body.seed, engine)
-    return await run_in_threadpool(
-        svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, body.seed, engine
-    )
+        return svc.speech.voice_key(body.voice_id, None, None, engine)
+    return await run_in_threadpool(svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, engine)
 
 
 async def _parse(request: Request, limit: int) -> TtsRequest:

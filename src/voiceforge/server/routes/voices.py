@@ -28,7 +28,6 @@ from voiceforge.errors import Conflict, InvalidInput, NotFound
 from voiceforge.server.auth import require
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import FORM_OVERHEAD, read_body, read_form, upload_service
-from voiceforge.server.schemas import Seed
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import new_task_id
 from voiceforge.voices.cloning import ClonedVoice
@@ -60,8 +59,11 @@ class Voice(BaseModel):
     consent: bool | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    stock_sim: float | None = Field(default=None, description="speaker similarity of the closest stock voice")
+    stock_sim: float | None = Field(default=None, description="speaker similarity of the base stock voice")
     calibration_sim: float | None = Field(default=None, description="speaker similarity after enrollment")
+    conversion: str | None = Field(
+        default=None, description="how enrollment maps the base voice: statistics only or a frame map"
+    )
     enroll_s: float | None = None
     transcript_source: str | None = Field(default=None, description="'given' or 'asr'")
     notes: list[str] = Field(default_factory=list)
@@ -80,7 +82,6 @@ class NewVoice(BaseModel):
     transcript: str | None = Field(default=None, max_length=1000, description="default: by Whisper")
     language: str | None = Field(default=None, max_length=16, description="default: detected")
     consent: bool = Field(default=False, description="the speaker agreed to be cloned")
-    seed: Seed = 1
 
 
 class VoicePatch(BaseModel):
@@ -101,7 +102,6 @@ _FORM = {
         "transcript": {"type": "string", "maxLength": 1000},
         "language": {"type": "string", "maxLength": 16},
         "consent": {"type": "boolean"},
-        "seed": {"type": "integer", "minimum": 1, "maximum": 100_000_000},
     },
 }
 _IMPORT_FORM = {
@@ -171,7 +171,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         f"upload {body.upload_id}" if body.upload_id else "file",
     )
     work = functools.partial(
-        svc.speech.models.clone, prompt, transcript=body.transcript, language=body.language, seed=body.seed
+        svc.speech.models.clone, prompt, transcript=body.transcript, language=body.language
     )
     cloned: ClonedVoice = await svc.pool.run(work, timeout=svc.settings.enroll_timeout_s)
     meta = {**cloned.profile.meta, "transcript_source": cloned.transcript_source}
@@ -354,6 +354,7 @@ def _saved(record: VoiceRecord) -> Voice:
         updated_at=record.updated_at,
         stock_sim=_number(meta.get("stock_sim")),
         calibration_sim=_number(meta.get("calibration_sim")),
+        conversion=meta.get("conversion") if isinstance(meta.get("conversion"), str) else None,
         enroll_s=_number(meta.get("enroll_s")),
         transcript_source=meta.get("transcript_source")
         if isinstance(meta.get("transcript_source"), str)
