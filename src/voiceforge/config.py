@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     max_upload_audio_s: float = Field(default=600.0, gt=0, description="audio an upload transcribes at most")
     enroll_timeout_s: float = Field(default=300.0, gt=0, description="POST /v1/voices enrollment limit (504)")
 
-    # -- observability and admin (server/metrics.py, server/logstream.py, routes/admin.py) ------
+    # -- observability and admin (server/metrics.py, server/logstream.py, server/restart.py) ------
     retention_every_s: float = Field(default=600.0, gt=0, description="seconds between retention sweeps")
     log_stream_backlog: int = Field(default=500, ge=1, description="recent lines kept for new log clients")
     log_stream_queue: int = Field(default=2000, ge=1, description="lines queued per log client, then dropped")

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceforge.errors import InvalidInput
-from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed
+from voiceforge.fields import FormatName, ModeName, Seed, Speed
 
 MAX_TEXT = 200  # the /tts contract; a longer text is a long-form job
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

@@ -18,9 +18,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from voiceforge.audio.decode import decode
 from voiceforge.config import Settings
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Unsupported, VoiceforgeError
+from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.jobs.base import JobSpec
 from voiceforge.jobs.webhooks import check_url
-from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.service.speech import SpeechService
 from voiceforge.text.frontend import Frontend
 from voiceforge.voices.instruct import parse_instruct, realise

@@ -389,7 +389,7 @@ def _wire_restart(c: dict[str, Any], svc: Callable[[], Services]) -> None:
     # -- c["backend"]: restart --------------------------------------------------------------------
     async def on_restart(choice: str, request: gr.Request) -> AsyncIterator[str]:
         # The same restarter POST /admin/restart runs.
-        from voiceforge.server.routes.admin import restarter_of
+        from voiceforge.server.restart import restarter_of
 
         lang_code = _code(choice)
         s = svc()

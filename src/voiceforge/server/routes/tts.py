@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from voiceforge.errors import InvalidInput, TooLarge
+from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.auth import Principal, require
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.limits import admit
-from voiceforge.server.schemas import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import Output, infer_mode, new_task_id
 

@@ -1,4 +1,4 @@
-"""Bounds shared by every request model, written once."""
+"""Request fields shared by the HTTP API, job requests and batch manifests, written once."""
 
 from __future__ import annotations
 
