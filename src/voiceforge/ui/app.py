@@ -28,7 +28,7 @@ from voiceforge.service.speech import new_task_id
 from voiceforge.service.streaming import PoolStream
 from voiceforge.ui import actions
 from voiceforge.ui.engines import EngineView, engine_view
-from voiceforge.ui.i18n import LANGS, MODES, PRESETS, Texts, mode_choices, t
+from voiceforge.ui.i18n import LANGS, MODES, PRESETS, Texts, explain, mode_choices, t
 
 log = logging.getLogger(__name__)
 
@@ -702,7 +702,7 @@ async def _library_refresh(svc: Callable[[], Services], choice: str) -> tuple[An
 def _explain(error: Exception, lang: str, task_id: str, lead: str = "msg.error") -> str:
     """The message for a person: a service error's own words, never a traceback."""
     if isinstance(error, VoiceforgeError):
-        return t(lead, lang) + error.message
+        return explain(error.message, error.detail, lang, lead)
     log.error("[%s] UI action failed", task_id, exc_info=error)
     return t("msg.internal", lang, task=task_id)
 

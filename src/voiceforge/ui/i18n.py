@@ -3,7 +3,9 @@
 Components register the key of their label once (:meth:`Texts.label`); switching the language
 returns one ``gr.update`` per registered component. Messages that come from the service (an
 :class:`~voiceforge.errors.InvalidInput`, for instance) are written in English; the UI puts a
-translated lead-in in front of them.
+translated lead-in in front of them, and says the prompt checks people meet most (sample rate,
+length, no speech, clipping) wholly in Chinese, from the numbers the error carries
+(:func:`explain`).
 """
 
 from __future__ import annotations
@@ -168,6 +170,34 @@ def t(key: str, lang: str, **values: Any) -> str:
     zh, en = STRINGS[key]
     text = en if lang == "en" else zh
     return text.format(**values) if values else text
+
+
+# Prompt-check errors by the keys of their ``detail`` (audio/prompt.py), said in Chinese.
+_PROMPT_ZH: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"sample_rate", "min_sample_rate"}),
+     "提示音频采样率为 {sample_rate} Hz，至少需要 {min_sample_rate} Hz；请用 16 kHz 以上重新录制。"),
+    (frozenset({"max_duration_s"}),
+     "提示音频太长（最多接受 {max_duration_s:g} 秒）；请上传 3–15 秒、只有一位说话人的录音。"),
+    (frozenset({"speech_s", "min_speech_s"}),
+     "提示音频中只有 {speech_s:.1f} 秒语音，至少需要 {min_speech_s:g} 秒（3–15 秒最好）；请录长一点。"),
+    (frozenset({"clipped_fraction"}),
+     "提示音频削波严重（{clipped_fraction:.1%} 的采样达到满幅）；请调低录音音量或离麦克风远一点后重录。"),
+    (frozenset({"duration_s", "speech_s"}),
+     "提示音频中没有找到人声；请靠近麦克风，录一段有人说话的音频。"),
+)  # fmt: skip
+
+
+def explain(message: str, detail: Any, lang: str, lead: str = "msg.error") -> str:
+    """A service error for a person in ``lang``: a prompt check in Chinese where the error's
+    detail says which one it is, otherwise the translated lead-in and the service's words."""
+    if lang == "zh" and isinstance(detail, dict):
+        for keys, text in _PROMPT_ZH:
+            if keys <= detail.keys():
+                try:
+                    return t(lead, lang) + text.format(**detail)
+                except (KeyError, ValueError, TypeError):  # a value of another shape: say it in English
+                    break
+    return t(lead, lang) + message
 
 
 def mode_choices(lang: str, offered: Collection[str] = MODES) -> list[tuple[str, str]]:
