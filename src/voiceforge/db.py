@@ -2,9 +2,10 @@
 
 SQLite by default (``<data_dir>/voiceforge.db``; WAL and a busy timeout make it safe for threads
 and processes on one machine) or any SQLAlchemy URL such as PostgreSQL for several nodes
-(``postgresql://user:pw@host/db`` uses psycopg 3; state changes lock their row). Every
-table declares itself on :class:`Base`; the schema is created on first use. There is no Alembic
-yet, so a schema change needs a migration before release.
+(``postgresql://user:pw@host/db`` uses psycopg 3; state changes lock their row). Every table
+declares itself on :class:`Base`; tables are created on first use, and again when a module
+imported later declares more. There is no Alembic yet, so a schema change needs a migration
+before release.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Database:
             self.engine.execution_options(voiceforge_write=True), expire_on_commit=False
         )
         self._schema_lock = threading.Lock()
-        self._schema_ready = False
+        self._tables_created = 0  # how many of Base's tables exist; a module imported later adds more
 
     @property
     def url(self) -> str:
@@ -79,8 +80,12 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def ensure_schema(self) -> None:
+        """Create the tables declared on :class:`Base` so far that do not exist yet."""
+        if self._tables_created == len(Base.metadata.tables):
+            return
         with self._schema_lock:
-            if self._schema_ready:
+            declared = len(Base.metadata.tables)
+            if self._tables_created == declared:
                 return
             db = self.engine.url.database
             if self.engine.dialect.name == "sqlite" and db and db != ":memory:":
@@ -91,7 +96,7 @@ class Database:
                     # one fails on pg_type's unique index. The lock ends with this transaction.
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
                 Base.metadata.create_all(conn)
-            self._schema_ready = True
+            self._tables_created = declared
 
 
 def utcnow() -> datetime:
