@@ -112,10 +112,18 @@ def test_streaming_plays_the_sentences_and_keeps_the_whole_take(page: Any) -> No
     page.get_by_text("流式播放", exact=True).click()
     page.wait_for_selector("#vf-live")
     page.fill("#vf-text textarea", "第一句先播放。第二句随后就到。")
+    page.get_by_role("tab", name="历史记录").click()
+    before = page.locator("#vf-history .vf-hist").count()
+    page.get_by_role("tab", name="语音合成").click()
     generate(page)
     audio = decoded_result(page)
     assert audio["status"] == 200 and audio["seconds"] > 1.0, audio
     page.wait_for_function("window.vfLivePlayed >= 2", timeout=5_000)  # both sentences were played
+    # The streamed take is kept like a rendered one: in /outputs and in this browser's history.
+    page.get_by_role("tab", name="历史记录").click()
+    page.wait_for_function(f"document.querySelectorAll('#vf-history .vf-hist').length === {before + 1}")
+    newest = page.get_attribute("#vf-history .vf-hist audio", "src")
+    assert newest and "/outputs/" in newest, newest
 
 
 def test_voice_library_saves_lists_previews_renames_and_deletes(

@@ -378,6 +378,20 @@ class SpeechService:
         if cancelled is not None and cancelled.is_set():  # a partial render is neither saved nor cached
             raise Cancelled(f"task {task_id} was cancelled before it finished")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return self.store(task_id, samples, rate, fmt, cache_key=cache_key)
+
+    def store(
+        self,
+        task_id: str,
+        samples: np.ndarray,
+        rate: int,
+        fmt: AudioFormat | str,
+        *,
+        cache_key: str | None = None,
+    ) -> Output:
+        """Encode finished audio and keep it as ``<task_id>.<ext>`` with its database row (the UI
+        stores a streamed take this way once its last sentence has played)."""
+        fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
         data = encode(samples, rate, fmt)
         log.info("[%s] encoded %s (%d bytes)", task_id, fmt.value, len(data))
         name = f"{task_id}.{fmt.extension}"

@@ -20,11 +20,12 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from voiceforge.audio.encode import encode, parse_format
 from voiceforge.errors import VoiceforgeError
 from voiceforge.server.state import Services
-from voiceforge.service.speech import new_task_id
+from voiceforge.service.speech import Output, new_task_id
 from voiceforge.service.streaming import PoolStream
 from voiceforge.ui import actions
 from voiceforge.ui.engines import EngineView, engine_view
@@ -301,11 +302,16 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
             )
             progress(0, desc=t("msg.queued", lang_code))
             yield [t("msg.queued", lang_code), keep, "", keep, keep, keep]
+            notes: list[str] = []
             if stream:
-                async for update in _streamed(s, form, task_id, lang_code, progress):
-                    yield [*update, compare, keep, keep]
-                return
-            output, notes = await _rendered(s, form, task_id, lang_code, progress)
+                streamed: Output | None = None
+                async for update, streamed in _streamed(s, form, task_id, lang_code, progress):
+                    if streamed is None:
+                        yield [*update, compare, keep, keep]
+                assert streamed is not None  # the last update carries the stored take
+                output = streamed
+            else:
+                output, notes = await _rendered(s, form, task_id, lang_code, progress)
         except Exception as e:
             yield [_explain(e, lang_code, task_id), keep, keep, keep, keep, keep]
             return
@@ -624,10 +630,10 @@ async def _rendered(
 
 async def _streamed(
     svc: Services, form: actions.Form, task_id: str, lang: str, progress: gr.Progress
-) -> AsyncIterator[list[Any]]:
+) -> AsyncIterator[tuple[list[Any], Output | None]]:
     """Each sentence to the live player as soon as it is made (static/ui.js plays them back to
-    back); the whole take lands in the result player at the end. Streamed audio is played, not
-    stored: turn streaming off to keep it in /outputs."""
+    back); at the end the whole take is stored in /outputs like a rendered one, and the last
+    update carries its :class:`Output`."""
     chunks: list[np.ndarray] = []
     recent: list[str] = []
     rate = 24_000
@@ -647,12 +653,12 @@ async def _streamed(
                 f'<i class="vf-chunk" data-id="{task_id}-{done}" data-src="data:audio/wav;base64,{wav}"></i>',
             ]
             live = f"<p>▶ {t('msg.stage', lang, done=done, total=total)}</p>{''.join(recent)}"
-            yield [t("msg.stage", lang, done=done, total=total), gr.update(), live]
+            yield [t("msg.stage", lang, done=done, total=total), gr.update(), live], None
     finally:
         stream.close()
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    done_text = t("msg.done", lang, duration=len(samples) / rate, task=task_id, cached="")
-    yield [done_text, (rate, samples), gr.update()]
+    output = await run_in_threadpool(svc.speech.store, task_id, samples, rate, form.format)
+    yield [], output
 
 
 def _speed_update(view: EngineView, streaming: bool) -> Any:
