@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # nodes sharing the data folder share it.
     url_secret: str | None = None
     output_url_ttl_s: int = Field(default=24 * 3600, ge=60, description="signed /outputs link lifetime")
+    # The web UI's session cookie (server/auth.py), signed with the same key; a JWT's own expiry
+    # ends it sooner, and a revoked key ends it within key_cache_s.
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, description="UI session lifetime after /login")
     # Rate limits (limits-library syntax, "10/minute;100/hour"; "" = none) per key, or per client
     # address for anonymous callers. "auto": everyone except anonymous callers on loopback.
     rate_limits: Literal["auto", "on", "off"] = "auto"

@@ -61,6 +61,7 @@ def test_the_ui_needs_a_key_and_an_admin_key_opens_the_backend_view(browser: Any
     page.wait_for_selector("#vf-generate")
     cookie = next(c for c in page.context.cookies() if c["name"] == "voiceforge_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"].startswith("vfs1.") and admin.split("_")[-1] not in cookie["value"]
     page.fill("#vf-text textarea", "登录之后可以合成。")
     generate(page)
     href = page.get_attribute("#vf-result a[download]", "href")

@@ -180,6 +180,30 @@ def test_a_revoked_key_is_refused(server: Server) -> None:
         assert r.status_code == 401 and "not valid" in r.json()["error"]
 
 
+def test_the_ui_session_is_signed_scoped_to_the_ui_and_ends_with_its_key(server: Server) -> None:
+    key = new_key(server, "browser", "admin")
+    with server.client() as c:
+        r = c.post("/login", data={"key": key}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        session = r.cookies["voiceforge_session"]
+        c.cookies.clear()  # each request below says which cookie it sends
+        assert session.startswith("vfs1.") and key.split("_")[-1] not in session  # never the key
+        jar = {"Cookie": f"voiceforge_session={session}"}
+        assert c.get("/admin/restart", headers=jar).status_code == 200  # stands in on /admin/
+        assert c.get("/admin/restart", headers=as_key(session)).status_code == 401  # not a credential
+        assert c.get("/v1/voices", headers=jar).status_code == 401  # nor a cookie off the UI's paths
+        body, mac = session.removeprefix("vfs1.").split(".")
+        forged = body.replace(body[10], "A" if body[10] != "A" else "B", 1)
+        r = c.get("/admin/restart", headers={"Cookie": f"voiceforge_session=vfs1.{forged}.{mac}"})
+        assert r.status_code == 401 and "sign in again" in r.json()["error"]
+        r = c.get("/admin/restart", headers={"Cookie": f"voiceforge_session={key}"})  # the old kind
+        assert r.status_code == 401
+        assert keys_cli(server, "revoke", key.split("_")[1]).returncode == 0
+        time.sleep(1.5)  # VOICEFORGE_KEY_CACHE_S=1 in this server
+        r = c.get("/admin/restart", headers=jar)
+        assert r.status_code == 401 and "revoked" in r.json()["error"]
+
+
 def test_jwt_bearer_tokens(server: Server) -> None:
     now = int(time.time())
     good = jwt.encode({"sub": "carol", "scope": "voices", "exp": now + 300}, SECRET, algorithm="HS256")

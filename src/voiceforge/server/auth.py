@@ -24,18 +24,23 @@ Verified keys are cached for ``key_cache_s`` (a cached /tts costs no database re
 key therefore stops working in a running server within that time (at once when revoked through
 this process). A key's last-used time is written at most once a minute, by the audit writer.
 
-The web UI: a person pastes a key (or a JWT) into ``/login``; once it verifies, it is kept in an
-HttpOnly, SameSite=Strict cookie that stands in for the header on the UI (``/ui``), on
-``/outputs/`` and on ``/admin/`` (the log view, restart), with that key's scopes. ``/``, ``/login``
-and the mobile page ``/m`` (which sends its key in a header) are open; a browser that opens
-``/ui`` without the cookie is sent to ``/login``.
+The web UI: a person pastes a key (or a JWT) into ``/login``; once it verifies, the browser gets
+an HttpOnly, SameSite=Strict session cookie that stands in for the header on the UI (``/ui``), on
+``/outputs/`` and on ``/admin/`` (the log view, restart), with that key's scopes. The cookie holds
+a signed session (who, scopes, quota, expiry), never the key: a copied cookie is worth nothing as
+a bearer credential and expires after ``session_ttl_s`` (sooner with a JWT that expires first); a
+session of a revoked key ends within ``key_cache_s``. ``/``, ``/login`` and the mobile page ``/m``
+(which sends its key in a header) are open; a browser that opens ``/ui`` without a valid session
+is sent to ``/login``.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -55,7 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voiceforge.config import Settings
 from voiceforge.db import utcnow
-from voiceforge.errors import Forbidden, InvalidInput, RateLimited, Unauthorized, VoiceforgeError
+from voiceforge.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized, VoiceforgeError
 from voiceforge.server.errors import error_response, status_of
 from voiceforge.server.limits import AUDIT_CHARS, AUDIT_TEXT_SHA256, client_ip
 from voiceforge.server.logs import key_id, trace_id
@@ -72,6 +77,8 @@ SCOPES = keystore.SCOPES
 OUTPUTS = "/outputs/"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/login", "/logout", "/m"})
 SESSION_COOKIE = "voiceforge_session"
+SESSION_PREFIX = "vfs1."  # a session cookie's value: vfs1.<base64url JSON>.<HMAC-SHA256>
+SIGN_IN_AGAIN = "sign in again at /login"
 SESSION_PATHS = ("/ui", OUTPUTS, "/admin/")  # where the UI's cookie stands in for a key
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 TOUCH_EVERY_S = 60.0
@@ -106,6 +113,7 @@ class Authenticator:
         self.cache_s = settings.key_cache_s
         self._cache: dict[str, tuple[Principal, float]] = {}  # sha256(key) -> (principal, expires)
         self._touched: dict[str, float] = {}
+        self._active: dict[str, float] = {}  # key id -> until when a session's key counts as unrevoked
         secret = settings.jwt_secret
         if secret is not None and len(secret.encode()) < MIN_JWT_SECRET:
             raise InvalidInput(
@@ -168,11 +176,61 @@ class Authenticator:
         sys.stdout.flush()
         return key
 
+    def session_token(self, principal: Principal, credential: str) -> str:
+        """The UI's session cookie for ``principal`` (who has just shown ``credential``): signed,
+        expiring, and without the credential itself."""
+        expires = int(time.time()) + self.settings.session_ttl_s
+        if principal.kind == "jwt":  # verified already; a session never outlives its token
+            exp = jwt.decode(credential.strip(), options={"verify_signature": False}).get("exp")
+            if isinstance(exp, int | float):
+                expires = min(expires, int(exp))
+        claims = {"id": principal.id, "kind": principal.kind, "scopes": sorted(principal.scopes),
+                  "quota": principal.quota_chars, "exp": expires}  # fmt: skip
+        raw = json.dumps(claims, separators=(",", ":")).encode()
+        body = base64.urlsafe_b64encode(raw).decode().rstrip("=")  # '=' would make the cookie quoted
+        return f"{SESSION_PREFIX}{body}.{self._session_mac(body)}"
+
+    async def session(self, token: str) -> Principal:
+        """The principal of a session cookie; Unauthorized when forged, expired or its key revoked."""
+        body, _, mac = token.removeprefix(SESSION_PREFIX).partition(".")
+        expected = self._session_mac(body).encode()
+        given = mac.encode("utf-8", "replace")
+        if not token.startswith(SESSION_PREFIX) or not hmac.compare_digest(expected, given):
+            raise Unauthorized(f"the session is not valid (forged, or from another server); {SIGN_IN_AGAIN}")
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))  # ours: signed
+        if claims["exp"] < time.time():
+            when = datetime.fromtimestamp(claims["exp"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            raise Unauthorized(f"the session expired at {when} UTC; {SIGN_IN_AGAIN}")
+        scopes = frozenset(claims["scopes"]) & frozenset(SCOPES)
+        principal = Principal(claims["id"], scopes, claims["kind"], claims["quota"])
+        if principal.kind == "key":
+            await self._still_active(principal.id)
+        return principal
+
+    def _session_mac(self, body: str) -> str:
+        return hmac.new(self._url_key, b"session\n" + body.encode(), hashlib.sha256).hexdigest()
+
+    async def _still_active(self, key_id: str) -> None:
+        now = time.monotonic()
+        if self._active.get(key_id, 0.0) > now:
+            return
+        gone = f"the API key of this session was revoked or deleted; {SIGN_IN_AGAIN}"
+        try:
+            record: ApiKey = await run_in_threadpool(self.keys.get, key_id)
+        except NotFound:
+            raise Unauthorized(gone) from None
+        if record.revoked is not None:
+            raise Unauthorized(gone)
+        if self.cache_s > 0:
+            self._active[key_id] = now + self.cache_s
+
     async def authenticate(self, scope: Scope) -> Principal:
         """The caller named by the request's credential; Unauthorized if none or a bad one."""
         credential = _credential(scope)
         if credential is None and (signed := self._signed(scope)) is not None:
             return signed
+        if credential is None and (cookie := _session(scope)) is not None:
+            return await self.session(cookie)
         if credential is None:
             raise Unauthorized(f"{scope['path']} needs an API key: {HOW}")
         return await self.verify(credential)
@@ -205,6 +263,7 @@ class Authenticator:
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (after revoking it in this process)."""
         self._cache = {d: entry for d, entry in self._cache.items() if entry[0].id != key_id}
+        self._active.pop(key_id, None)
 
     def verify_jwt(self, token: str) -> Principal:
         """An HS256 token with ``sub``, ``exp`` and ``scope`` (space-separated) → Principal."""
@@ -281,14 +340,14 @@ def _credential(scope: Scope) -> str | None:
         for name, value in parse_qsl(query.decode("latin-1")):
             if name in ("api_key", "access_token") and value:
                 return value
-    path: str = scope["path"]
-    if path == "/ui" or path.startswith(SESSION_PATHS):
-        return _session(scope)
     return None
 
 
 def _session(scope: Scope) -> str | None:
-    """The credential kept in the UI's session cookie, if the request carries one."""
+    """The UI's session cookie, on the paths where it stands in for a credential."""
+    path: str = scope["path"]
+    if not (path == "/ui" or path.startswith(SESSION_PATHS)):
+        return None
     header: bytes
     for name, header in scope["headers"]:
         if name == b"cookie":
@@ -299,10 +358,11 @@ def _session(scope: Scope) -> str | None:
     return None
 
 
-def set_session(response: Response, credential: str, *, secure: bool) -> None:
-    """Keep a verified credential for the UI: HttpOnly (no script reads it), SameSite=Strict (no
-    other site's page sends it), Secure behind HTTPS; it lasts until the browser closes."""
-    response.set_cookie(SESSION_COOKIE, credential, httponly=True, samesite="strict", secure=secure, path="/")
+def set_session(response: Response, token: str, *, secure: bool) -> None:
+    """Keep a session (:meth:`Authenticator.session_token`) for the UI: HttpOnly (no script reads
+    it), SameSite=Strict (no other site's page sends it), Secure behind HTTPS; the browser drops it
+    when it closes, the server refuses it after ``session_ttl_s``."""
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
 
 
 def clear_session(response: Response) -> None:

@@ -59,7 +59,7 @@ async def caller(svc: Services, cookies: dict[str, str]) -> Principal:
     let the request in with it), else the local anonymous principal with every scope."""
     if not svc.auth.required:
         return ANONYMOUS
-    return await svc.auth.verify(cookies.get(SESSION_COOKIE, ""))
+    return await svc.auth.session(cookies.get(SESSION_COOKIE, ""))
 
 
 def need(principal: Principal, scope: str) -> None:

@@ -48,8 +48,8 @@ async def login_page(svc: Annotated[Services, Depends(services)]) -> Response:
 async def login(
     request: Request, svc: Annotated[Services, Depends(services)], key: Annotated[str, Form()] = ""
 ) -> Response:
-    """Check a pasted API key or JWT with the same code as every request, then keep it in the
-    session cookie (server/auth.py) and go to the UI."""
+    """Check a pasted API key or JWT with the same code as every request, then give the browser a
+    signed session cookie (server/auth.py; never the key itself) and go to the UI."""
     try:
         principal = await svc.auth.verify(key)
     except Unauthorized as e:
@@ -58,7 +58,7 @@ async def login(
         return _login(error=e.message, status=401)
     log.info("UI login by %s (scopes %s)", principal.id, " ".join(sorted(principal.scopes)))
     response = RedirectResponse("/ui/", status_code=303)
-    set_session(response, key.strip(), secure=request.url.scheme == "https")
+    set_session(response, svc.auth.session_token(principal, key), secure=request.url.scheme == "https")
     return response
 
 
