@@ -73,6 +73,8 @@ def test_only_safe_requests_are_retried() -> None:
     assert retry_status(post, 429) and retry_status(post, 503)  # refused before any work
     assert not retry_status(post, 504) and retry_status(keyed, 504) and retry_status(get, 502)
     assert not retry_status(get, 400) and not retry_status(get, 500)
+    # 409 + Retry-After: the key's first request still runs on another node; only a keyed call waits
+    assert retry_status(keyed, 409, 2.0) and not retry_status(keyed, 409) and not retry_status(post, 409, 2.0)
     assert retry_error(post, httpx.ConnectError("refused"))  # never reached the server
     assert not retry_error(post, httpx.ReadTimeout("slow")) and retry_error(keyed, httpx.ReadTimeout("slow"))
 

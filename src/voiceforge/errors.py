@@ -110,6 +110,14 @@ class Conflict(VoiceforgeError):
     code = "conflict"
 
 
+class StillRunning(Conflict):
+    """The first request with this Idempotency-Key has not answered yet: retry after a while."""
+
+    def __init__(self, message: str, *, retry_after: int = 2, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+
 class Cancelled(VoiceforgeError):
     """The work was cancelled before it finished; nothing partial is kept."""
 

@@ -1,7 +1,8 @@
 """When a failed request may be sent again, and how long to wait first.
 
 Only what cannot do the work twice is retried: a request that never reached the server (connect
-errors), an answer that says the server did nothing (408, 429, 503 with Retry-After), and anything
+errors), an answer that says the server did nothing (408, 429, 503 with Retry-After, and a 409
+with Retry-After for a create call whose Idempotency-Key is still running elsewhere), and anything
 else transient (502, 504, a connection that broke mid-answer) only when the request is
 idempotent: GET/PUT/DELETE, or a create call that carries an ``Idempotency-Key``. Waits grow
 exponentially with full jitter, and never undercut the server's Retry-After.
@@ -53,8 +54,11 @@ def idempotent(request: httpx.Request) -> bool:
     return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
 
 
-def retry_status(request: httpx.Request, status: int) -> bool:
-    return status in REJECTED or (status in TRANSIENT and idempotent(request))
+def retry_status(request: httpx.Request, status: int, retry_after: float | None = None) -> bool:
+    # A 409 with Retry-After: the first request with this Idempotency-Key is still running on
+    # another node; sent again later, the same key gets its answer.
+    still_running = status == 409 and retry_after is not None and "idempotency-key" in request.headers
+    return status in REJECTED or still_running or (status in TRANSIENT and idempotent(request))
 
 
 def retry_error(request: httpx.Request, error: Exception) -> bool:

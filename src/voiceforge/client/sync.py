@@ -76,7 +76,7 @@ class Client:
             if (
                 response.is_success
                 or attempt >= self.retry.attempts
-                or not retry_status(request, response.status_code)
+                or not retry_status(request, response.status_code, hint)
                 or (hint is not None and hint > self.retry.max_retry_after_s)
             ):
                 return response

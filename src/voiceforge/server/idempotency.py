@@ -3,9 +3,12 @@
 The first request with a key runs and its answer is stored against (caller, route, key); a retry
 with the same key and the same body gets that stored answer (header ``Idempotent-Replayed:
 true``) and nothing runs again, so a client that lost the first answer never makes a duplicate.
-The same key with a different body is a 409. Requests with one key are serialised within this
-process, so a retry that arrives while the first is still running waits for it. Keys live for
-``TTL_S``. (``POST /v1/jobs`` keeps its key on the job row itself; see routes/jobs.py.)
+The same key with a different body is a 409. The first request claims the key in the shared
+database before it runs (a row with status 0), so a retry that reaches another API node while
+the first still runs gets a 409 saying so, never a second run; within one process a retry waits
+for the first instead. A failed request releases its claim; a claim left by a crashed node is
+taken over after ``CLAIM_S``. Keys live for ``TTL_S``. (``POST /v1/jobs`` keeps its key on the
+job row itself; see routes/jobs.py.)
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.concurrency import run_in_threadpool
 
 from voiceforge.db import Base, Database, aware, utcnow
-from voiceforge.errors import Conflict, InvalidInput
+from voiceforge.errors import Conflict, InvalidInput, StillRunning
 from voiceforge.server.state import Services
 
 TTL_S = 24 * 3600
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+CLAIM_S = 600  # a claim older than this belongs to a node that died mid-request
+RUNNING = 0  # the status of a claimed key whose request has not answered yet
 PRUNE_EVERY = 500  # stored answers between sweeps of expired keys
 
 
@@ -73,31 +78,49 @@ class IdempotencyStore:
             else:
                 self._locks[ident] = (lock, users - 1)
 
-    def get(self, owner: str, route: str, key: str, fingerprint: str) -> tuple[int, Any] | None:
-        """The stored answer, None if the key is new (or expired), Conflict if it named another body."""
-        with self.db.session() as s:
-            row = s.get(_KeyRow, (owner, route, key))
-            if row is None or aware(row.created_at) < utcnow() - timedelta(seconds=self.ttl_s):
-                return None
-            if row.fingerprint != fingerprint:
-                raise Conflict(
-                    f"Idempotency-Key {key[:60]!r} was used for a different request; "
-                    "use a new key for a new request",
-                    detail={"param": HEADER},
-                )
-            return row.status, row.body
-
-    def put(self, owner: str, route: str, key: str, fingerprint: str, status: int, body: Any) -> None:
+    def claim(self, owner: str, route: str, key: str, fingerprint: str) -> tuple[int, Any] | None:
+        """Claim a new (or expired, or abandoned) key for this request: None, and the caller runs
+        it. The stored answer when the key has one; Conflict when it named another body or its
+        first request is still running elsewhere."""
         now = utcnow()
         try:
             with self.db.session(write=True) as s:
-                row = s.get(_KeyRow, (owner, route, key))  # an expired one is reused
+                row = s.get(_KeyRow, (owner, route, key))
+                if row is not None and aware(row.created_at) >= now - timedelta(seconds=self.ttl_s):
+                    if row.fingerprint != fingerprint:
+                        raise Conflict(
+                            f"Idempotency-Key {key[:60]!r} was used for a different request; "
+                            "use a new key for a new request",
+                            detail={"param": HEADER},
+                        )
+                    if row.status != RUNNING:
+                        return row.status, row.body
+                    if aware(row.created_at) >= now - timedelta(seconds=CLAIM_S):
+                        raise _still_running(key)
                 if row is None:
                     row = _KeyRow(owner=owner, route=route, key=key)
                     s.add(row)
-                row.fingerprint, row.status, row.body, row.created_at = fingerprint, status, body, now
-        except IntegrityError:  # another node stored it first: its answer stands
-            return
+                row.fingerprint, row.status, row.body, row.created_at = fingerprint, RUNNING, None, now
+        except IntegrityError:  # another node claimed it in the same instant
+            raise _still_running(key) from None
+        return None
+
+    def release(self, owner: str, route: str, key: str) -> None:
+        """Give up a claim whose request failed, so that a retry runs it."""
+        with self.db.session(write=True) as s:
+            row = s.get(_KeyRow, (owner, route, key))
+            if row is not None and row.status == RUNNING:
+                s.delete(row)
+
+    def put(self, owner: str, route: str, key: str, fingerprint: str, status: int, body: Any) -> None:
+        """Store the answer of a claimed key."""
+        now = utcnow()
+        with self.db.session(write=True) as s:
+            row = s.get(_KeyRow, (owner, route, key))
+            if row is None:  # the claim expired and was swept meanwhile
+                row = _KeyRow(owner=owner, route=route, key=key)
+                s.add(row)
+            row.fingerprint, row.status, row.body, row.created_at = fingerprint, status, body, now
         self._puts += 1
         if self._puts % PRUNE_EVERY == 0:
             with self.db.session(write=True) as s:
@@ -157,9 +180,21 @@ async def once(
     store = _store(svc)
     digest = request_fingerprint()
     async with store.held(owner, route, key):
-        earlier = await run_in_threadpool(store.get, owner, route, key, digest)
+        earlier = await run_in_threadpool(store.claim, owner, route, key, digest)
         if earlier is not None:
             return JSONResponse(earlier[1], status_code=earlier[0], headers={"Idempotent-Replayed": "true"})
-        status, body = await make()
+        try:
+            status, body = await make()
+        except BaseException:
+            await run_in_threadpool(store.release, owner, route, key)
+            raise
         await run_in_threadpool(store.put, owner, route, key, digest, status, body)
         return JSONResponse(body, status_code=status)
+
+
+def _still_running(key: str) -> StillRunning:
+    return StillRunning(
+        f"the first request with Idempotency-Key {key[:60]!r} is still running; retry with the same "
+        "key in a few seconds to get its answer",
+        detail={"param": HEADER},
+    )
