@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from voiceforge.audio.encode import encode, parse_format
 from voiceforge.audio.join import Piece, join, level
-from voiceforge.engines.base import Mode
+from voiceforge.engines.base import Mode, SynthesisRequest
 from voiceforge.errors import (
     Cancelled,
     EngineFailure,
@@ -123,15 +123,7 @@ def _sentence(
         log.info("[%s] sentence %d/%d saved by an earlier attempt", task_id, i + 1, n)
         with np.load(io.BytesIO(speech.storage.path(name).read_bytes())) as saved:
             return saved["samples"].astype(np.float32), int(saved["rate"])
-    request = speech.request(
-        sentence.text,
-        voice,
-        mode=spec.mode,
-        instruct=spec.instruct,
-        speed=spec.speed,
-        seed=spec.seed,
-        engine=spec.model,
-    )
+    request = _request(speech, spec, voice, sentence.text)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             chunks = list(speech.stream(f"{task_id}/{i + 1}", request, cancelled=cancelled))
@@ -157,6 +149,19 @@ def _sentence(
     np.savez(buffer, samples=samples, rate=np.int64(rate))
     speech.storage.put(name, buffer.getvalue())
     return samples, rate
+
+
+def _request(speech: SpeechService, spec: Longform, voice: Voice, text: str) -> SynthesisRequest:
+    """One sentence of ``spec`` as the engine request: what a render synthesises and check checks."""
+    return speech.request(
+        text,
+        voice,
+        mode=spec.mode,
+        instruct=spec.instruct,
+        speed=spec.speed,
+        seed=spec.seed,
+        engine=spec.model,
+    )
 
 
 def _checkpoint(task_id: str, i: int) -> str:
@@ -200,15 +205,7 @@ def check(speech: SpeechService, spec: Longform) -> int:
     fresh = Frontend(frontend.max_tokens) if isinstance(frontend, Frontend) else None
     for i, sentence in enumerate(parts):
         try:
-            speech.request(
-                sentence.text,
-                voice,
-                mode=spec.mode,
-                instruct=spec.instruct,
-                speed=spec.speed,
-                seed=spec.seed,
-                engine=engine.name,
-            )
+            _request(speech, spec, voice, sentence.text)
             if fresh is not None:
                 fresh.plan(sentence.text)
         except (InvalidInput, Unsupported) as e:
