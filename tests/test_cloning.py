@@ -17,7 +17,7 @@ from voiceforge.asr.scoring import cer, wer
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import SynthesisRequest, synthesize
 from voiceforge.errors import InvalidInput
-from voiceforge.voices.convert import FrameMap, Mapping
+from voiceforge.voices.convert import FrameMap, Mapping, convert
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
 from voiceforge.voices.enroll import Enroller
 from voiceforge.voices.profile import VoiceProfile
@@ -115,8 +115,12 @@ def test_clone_mode_without_a_voice_is_refused(engine):
 def test_the_intelligibility_guard_refuses_a_map_that_garbles_speech(enroller):
     base = enroller._base("jf_alpha")
     own = Mapping(base.stats, base.stats, np.zeros(0, np.float32), 0.0)
-    assert enroller._heard_clearly("jf_alpha", own)
+
+    def converted(mapping):
+        return [convert(f, mapping) for f in base.features]
+
+    assert enroller._heard_clearly("jf_alpha", converted(own))
     d = base.stats.envelope_mean.size - 1
     shuffled = np.r_[np.eye(d)[np.random.default_rng(0).permutation(d)], np.zeros((1, d))]
     scrambled = FrameMap(np.zeros((0, 0)), np.zeros((0, 0)), shuffled.astype(np.float32), 0)
-    assert not enroller._heard_clearly("jf_alpha", replace(own, frames=scrambled))
+    assert not enroller._heard_clearly("jf_alpha", converted(replace(own, frames=scrambled)))

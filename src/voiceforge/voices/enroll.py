@@ -72,6 +72,7 @@ class _Candidate:
     voice: str
     frames: FrameMap | None
     sim: float  # of the converted calibration sentences to the prompt
+    audio: list[np.ndarray]  # those sentences, converted: the intelligibility guard hears them
 
     def describe(self) -> str:
         if self.frames is None:
@@ -124,11 +125,11 @@ class Enroller:
             ) from e
         stock = {v.name: similarity(target_embedding, self._embedding(v.name)) for v in self.engine.voices()}
         candidates = [
-            _Candidate(voice, frames, self._score(voice, target, frames, target_embedding))
+            self._candidate(voice, target, frames, target_embedding)
             for voice in stock
             for frames in (None, *self._frame_maps(voice, transcript, prompt_features, target))
         ]
-        best = self._clearest(sorted(candidates, key=lambda c: -c.sim), target)
+        best = self._clearest(sorted(candidates, key=lambda c: -c.sim))
         base = self._base(best.voice)
         log.info(
             "base voice %s with %s (calibration SIM %.3f; stock voice alone %.3f)",
@@ -190,7 +191,7 @@ class Enroller:
             FrameMap.regression(x, y, ridge=0.3),
         ]
 
-    def _clearest(self, ranked: list[_Candidate], target: SpeakerStats) -> _Candidate:
+    def _clearest(self, ranked: list[_Candidate]) -> _Candidate:
         """The most similar candidate whose speech stays as intelligible as the stock voice's."""
         checked = 0
         for candidate in ranked:
@@ -199,19 +200,16 @@ class Enroller:
             if checked == MAX_CHECKS:
                 continue
             checked += 1
-            base = self._base(candidate.voice)
-            mapping = Mapping(base.stats, target, np.zeros(0, np.float32), 0.0, frames=candidate.frames)
-            if self._heard_clearly(candidate.voice, mapping):
+            if self._heard_clearly(candidate.voice, candidate.audio):
                 return candidate
             log.info("%s on %s garbles speech; next candidate", candidate.describe(), candidate.voice)
         raise AssertionError("statistics-only candidates are always in the list")
 
-    def _heard_clearly(self, voice: str, mapping: Mapping) -> bool:
-        """Whether Whisper hears the converted calibration sentences about as well as the stock voice's."""
+    def _heard_clearly(self, voice: str, converted: list[np.ndarray]) -> bool:
+        """Whether Whisper hears the calibration sentences converted from ``voice`` about as well
+        as the stock voice's own."""
         if self.transcriber is None:
             return True
-        base = self._base(voice)
-        converted = [convert(f, mapping) for f in base.features]
         with self._lock:
             if voice not in self._errors:
                 self._errors[voice] = self._misheard(self._calibration(voice))
@@ -229,14 +227,15 @@ class Enroller:
             errors.append(cer(text, heard) if language == "zh" else wer(text, heard))
         return errors
 
-    def _score(
+    def _candidate(
         self, voice: str, target: SpeakerStats, frames: FrameMap | None, target_embedding: np.ndarray
-    ) -> float:
-        """SIM of the calibration sentences in ``voice`` converted with ``frames``."""
+    ) -> _Candidate:
+        """The calibration sentences in ``voice`` converted with ``frames``, and their SIM."""
         base = self._base(voice)
         mapping = Mapping(base.stats, target, np.zeros(0, np.float32), 0.0, frames=frames)
-        audio = np.concatenate([convert(f, mapping) for f in base.features])
-        return similarity(target_embedding, self.encoder.embed(audio, self.engine.capabilities.sample_rate))
+        audio = [convert(f, mapping) for f in base.features]
+        embedding = self.encoder.embed(np.concatenate(audio), self.engine.capabilities.sample_rate)
+        return _Candidate(voice, frames, similarity(target_embedding, embedding), audio)
 
     def warm(self) -> None:
         """Embed every stock voice now rather than on the first enrollment."""
