@@ -117,6 +117,8 @@ def test_bad_requests_are_400_naming_the_field_and_create_no_job(srv: Server) ->
         ({"kind": "tts", "text": "hi", "seed": 0}, "seed"),
         ({"kind": "tts", "text": "hi", "voice": "nobody"}, "unknown voice 'nobody'"),
         ({"kind": "tts", "text": "hi", "instruct": "用四川话说"}, "cannot speak a dialect"),
+        ({"kind": "batch", "items": [{"text": "hi", "instruct": "用四川话说"}]}, "items[0]: engine kokoro"),
+        ({"kind": "longform", "text": "一句。两句。", "instruct": "用粤语说"}, "cannot speak a dialect"),
         ({"kind": "tts", "text": "Привет"}, "script that cannot be spoken"),
         ({"kind": "batch", "items": [{"text": "ok"}, {"text": "hi", "speed": 9}]}, "items.1.speed"),
         (

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from voiceforge.errors import InvalidInput, Unsupported
+from voiceforge.voices.instruct import parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
 Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]
@@ -177,6 +178,8 @@ def check_supported(engine: Engine, request: SynthesisRequest) -> None:
             f"text is {len(request.text)} characters; engine {engine.name} accepts at most "
             f"{caps.max_text_chars} per request (split it, or submit a long-form job)"
         )
+    if request.instruct:  # what the engine would otherwise find only when it starts synthesising
+        realise(parse_instruct(request.instruct), engine=engine.name, supported=caps.instruct_controls)
 
 
 def synthesize(engine: Engine, request: SynthesisRequest) -> SynthesisResult:

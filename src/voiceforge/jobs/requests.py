@@ -23,7 +23,6 @@ from voiceforge.jobs.base import JobSpec
 from voiceforge.jobs.webhooks import check_url
 from voiceforge.service.speech import SpeechService
 from voiceforge.text.frontend import Frontend
-from voiceforge.voices.instruct import parse_instruct, realise
 
 if TYPE_CHECKING:
     from voiceforge.service.uploads import UploadService
@@ -173,7 +172,7 @@ def _check_speech(item: SpeechItem, speech: SpeechService, *, where: str) -> Non
     try:
         engine = speech.models.get(item.model)
         voice = speech.resolve(item.voice, engine=engine.name)
-        request = speech.request(
+        speech.request(  # voice, mode, instruction, length
             item.text,
             voice,
             mode=item.mode,
@@ -182,12 +181,6 @@ def _check_speech(item: SpeechItem, speech: SpeechService, *, where: str) -> Non
             seed=item.seed,
             engine=engine.name,
         )
-        if request.instruct:  # what the engine checks only when it starts synthesising
-            realise(
-                parse_instruct(request.instruct),
-                engine=engine.name,
-                supported=engine.capabilities.instruct_controls,
-            )
         frontend = getattr(engine, "frontend", None)
         if isinstance(frontend, Frontend):  # markup, scripts, nothing speakable; a fresh instance
             Frontend(frontend.max_tokens).plan(item.text)  # because the engine's is not thread-safe
@@ -203,14 +196,7 @@ def _check_longform(request: LongformJob, speech: SpeechService) -> dict[str, An
 
     params = request.model_dump(exclude={"kind", "webhook_url"})
     spec = Longform(**params)
-    check(speech, spec)  # voice, mode, markup and script of each sentence
-    if request.instruct:  # what the engine checks only when it starts synthesising
-        engine = speech.models.get(request.model)
-        realise(
-            parse_instruct(request.instruct),
-            engine=engine.name,
-            supported=engine.capabilities.instruct_controls,
-        )
+    check(speech, spec)  # voice, mode, instruction, markup and script of each sentence
     return params
 
 

@@ -28,7 +28,6 @@ from voiceforge.engines.base import AudioChunk, Mode, Prompt, SynthesisRequest, 
 from voiceforge.errors import Cancelled, EngineFailure, InvalidInput, NotFound
 from voiceforge.service.models import Models
 from voiceforge.service.storage import Storage
-from voiceforge.voices.instruct import parse_instruct
 from voiceforge.voices.library import VoiceLibrary, VoiceRecord
 from voiceforge.voices.profile import VoiceProfile
 
@@ -236,8 +235,6 @@ class SpeechService:
         mode = mode or infer_mode(instruct, cloned=voice.cloned)
         if mode == "preset" and voice.cloned:
             raise InvalidInput("mode 'preset' speaks a stock voice; use zero_shot for a cloned or saved one")
-        if instruct:
-            parse_instruct(instruct)
         request = SynthesisRequest(
             text=text,
             voice=voice.name,
