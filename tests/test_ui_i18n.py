@@ -1,4 +1,4 @@
-"""The UI says the prompt checks people meet most in Chinese, with the numbers of the recording."""
+"""The UI says the errors people meet most in Chinese, with the numbers they carry."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ import soundfile
 import soxr
 
 from voiceforge.audio.prompt import prepare_prompt
-from voiceforge.errors import InvalidInput
+from voiceforge.errors import (
+    EngineUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    StorageUnavailable,
+    Unsupported,
+    VoiceforgeError,
+)
 from voiceforge.ui.i18n import explain
+from voiceforge.voices.instruct import parse_instruct, realise
 
 
 def wav(samples: np.ndarray, rate: int) -> bytes:
@@ -37,14 +48,33 @@ def test_prompt_checks_in_chinese_with_their_numbers(shared_audio: Path) -> None
     }
     for expected, data in cases.items():
         error = refusal(data)
-        zh = explain(error.message, error.detail, "zh", "msg.prompt_bad")
+        zh = explain(error, "zh", "msg.prompt_bad")
         assert expected in zh and zh.startswith("⚠️ 提示音频不可用"), (expected, zh)
         assert error.message not in zh  # said in Chinese, not the English with a lead-in
-        assert explain(error.message, error.detail, "en").endswith(error.message)
+        assert explain(error, "en").endswith(error.message)
 
 
 def test_other_errors_keep_the_service_words_after_a_chinese_lead_in() -> None:
-    said = explain("unknown voice 'x'; choose one of a, b", None, "zh")
+    said = explain(NotFound("unknown voice 'x'; choose one of a, b"), "zh")
     assert said == "⚠️ 出错了：unknown voice 'x'; choose one of a, b"
-    odd = explain("badly clipped", {"clipped_fraction": "lots"}, "zh")  # not a number: said as sent
-    assert odd.endswith("badly clipped")
+    odd = explain(InvalidInput("badly clipped", detail={"clipped_fraction": "lots"}), "zh")
+    assert odd.endswith("badly clipped")  # not a number: said as sent
+
+
+def test_limits_instructions_and_outages_in_chinese() -> None:
+    with pytest.raises(Unsupported) as caught:
+        realise(parse_instruct("用四川话说"), engine="kokoro", supported=frozenset({"speed", "emotion"}))
+    cases: list[tuple[VoiceforgeError, str]] = [
+        (caught.value, "引擎 kokoro 做不到指令里的方言"),
+        (RateLimited("too many", retry_after=7, detail={"category": "tts", "limit": "5/minute"}), "7 秒后"),
+        (RateLimited("quota", retry_after=99, detail={"quota_chars": 500, "used_chars": 480}), "500 字配额"),
+        (InvalidInput("listed", detail={"param": "text", "category": "ads"}), "文本含有"),
+        (Forbidden("scope", detail={"scope": "admin"}), "admin 权限"),
+        (Overloaded("queue full", retry_after=3), "3 秒后"),
+        (EngineUnavailable("breaker open", retry_after=30), "30 秒后"),
+        (StorageUnavailable("disk full"), "存储暂时不可用"),
+    ]
+    for error, expected in cases:
+        zh = explain(error, "zh")
+        assert expected in zh and error.message not in zh, (expected, zh)
+        assert explain(error, "en") == "⚠️ Something went wrong: " + error.message

@@ -708,7 +708,7 @@ async def _library_refresh(svc: Callable[[], Services], choice: str) -> tuple[An
 def _explain(error: Exception, lang: str, task_id: str, lead: str = "msg.error") -> str:
     """The message for a person: a service error's own words, never a traceback."""
     if isinstance(error, VoiceforgeError):
-        return explain(error.message, error.detail, lang, lead)
+        return explain(error, lang, lead)
     log.error("[%s] UI action failed", task_id, exc_info=error)
     return t("msg.internal", lang, task=task_id)
 

@@ -3,9 +3,9 @@
 Components register the key of their label once (:meth:`Texts.label`); switching the language
 returns one ``gr.update`` per registered component. Messages that come from the service (an
 :class:`~voiceforge.errors.InvalidInput`, for instance) are written in English; the UI puts a
-translated lead-in in front of them, and says the prompt checks people meet most (sample rate,
-length, no speech, clipping) wholly in Chinese, from the numbers the error carries
-(:func:`explain`).
+translated lead-in in front of them, and says the errors people meet most (the prompt checks,
+an instruction the engine cannot follow, limits, quotas, a busy or unavailable service) wholly in
+Chinese, from the numbers the error carries (:func:`explain`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gradio as gr
+
+from voiceforge.errors import VoiceforgeError
 
 Lang = Literal["zh", "en"]
 LANGS: dict[str, Lang] = {"中文": "zh", "English": "en"}
@@ -172,32 +174,55 @@ def t(key: str, lang: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
-# Prompt-check errors by the keys of their ``detail`` (audio/prompt.py), said in Chinese.
-_PROMPT_ZH: tuple[tuple[frozenset[str], str], ...] = (
-    (frozenset({"sample_rate", "min_sample_rate"}),
+# Service errors said in Chinese: (error code, detail keys it needs, text); the first that fits
+# wins. The text is filled from the detail, the error's ``retry_after`` and the Chinese names
+# below; an error that fits none keeps the service's (English) words after a Chinese lead-in.
+_ZH: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("invalid_input", frozenset({"sample_rate", "min_sample_rate"}),
      "提示音频采样率为 {sample_rate} Hz，至少需要 {min_sample_rate} Hz；请用 16 kHz 以上重新录制。"),
-    (frozenset({"max_duration_s"}),
+    ("invalid_input", frozenset({"max_duration_s"}),
      "提示音频太长（最多接受 {max_duration_s:g} 秒）；请上传 3–15 秒、只有一位说话人的录音。"),
-    (frozenset({"speech_s", "min_speech_s"}),
+    ("invalid_input", frozenset({"speech_s", "min_speech_s"}),
      "提示音频中只有 {speech_s:.1f} 秒语音，至少需要 {min_speech_s:g} 秒（3–15 秒最好）；请录长一点。"),
-    (frozenset({"clipped_fraction"}),
+    ("invalid_input", frozenset({"clipped_fraction"}),
      "提示音频削波严重（{clipped_fraction:.1%} 的采样达到满幅）；请调低录音音量或离麦克风远一点后重录。"),
-    (frozenset({"duration_s", "speech_s"}),
+    ("invalid_input", frozenset({"duration_s", "speech_s"}),
      "提示音频中没有找到人声；请靠近麦克风，录一段有人说话的音频。"),
+    ("invalid_input", frozenset({"param", "category"}),
+     "{param_zh}含有本服务敏感词表中的词（类别 {category}）；请换个说法，或请管理员检查词表。"),
+    ("unsupported", frozenset({"engine", "unsupported"}),
+     "引擎 {engine} 做不到指令里的{unsupported_zh}；请换一个支持的引擎，或去掉这部分指令。"),
+    ("rate_limited", frozenset({"quota_chars", "used_chars"}),
+     "今天的 {quota_chars} 字配额已用完（已用 {used_chars} 字）；配额在 UTC 0 点（北京时间 8 点）恢复。"),
+    ("rate_limited", frozenset(), "请求太频繁；请 {retry_after} 秒后再试。"),
+    ("forbidden", frozenset({"scope"}), "这个操作需要 {scope} 权限，当前登录的密钥没有；请换一个密钥登录。"),
+    ("overloaded", frozenset(), "服务正忙；请 {retry_after} 秒后再试，输入的内容都还在。"),
+    ("engine_unavailable", frozenset(), "引擎暂时不可用；请 {retry_after} 秒后再试。"),
+    ("storage_unavailable", frozenset(), "存储暂时不可用；请 {retry_after} 秒后再试。"),
+    ("timeout", frozenset(), "处理超时；请缩短文本，或稍后再试。"),
 )  # fmt: skip
+_FEATURES_ZH = {"dialect": "方言", "emotion": "情感", "speed": "语速", "volume": "音量", "pitch": "音调"}
+_PARAMS_ZH = {"text": "文本", "prompt_text": "提示音频的文字", "instruct": "指令", "name": "名称"}
 
 
-def explain(message: str, detail: Any, lang: str, lead: str = "msg.error") -> str:
-    """A service error for a person in ``lang``: a prompt check in Chinese where the error's
-    detail says which one it is, otherwise the translated lead-in and the service's words."""
-    if lang == "zh" and isinstance(detail, dict):
-        for keys, text in _PROMPT_ZH:
-            if keys <= detail.keys():
+def explain(error: VoiceforgeError, lang: str, lead: str = "msg.error") -> str:
+    """A service error for a person in ``lang``: in Chinese where :data:`_ZH` has the error's kind
+    (with the numbers it carries), otherwise the translated lead-in and the service's words."""
+    if lang == "zh":
+        detail = error.detail if isinstance(error.detail, dict) else {}
+        values = {
+            **detail,
+            "retry_after": getattr(error, "retry_after", 1),
+            "param_zh": _PARAMS_ZH.get(str(detail.get("param")), detail.get("param")),
+            "unsupported_zh": "、".join(_FEATURES_ZH.get(n, n) for n in detail.get("unsupported") or ()),
+        }
+        for code, keys, text in _ZH:
+            if code == error.code and keys <= detail.keys():
                 try:
-                    return t(lead, lang) + text.format(**detail)
+                    return t(lead, lang) + text.format(**values)
                 except (KeyError, ValueError, TypeError):  # a value of another shape: say it in English
                     break
-    return t(lead, lang) + message
+    return t(lead, lang) + error.message
 
 
 def mode_choices(lang: str, offered: Collection[str] = MODES) -> list[tuple[str, str]]:
