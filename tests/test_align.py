@@ -12,6 +12,7 @@ import pytest
 from tests.test_library import make_profile
 from voiceforge.voices.align import dtw_path
 from voiceforge.voices.convert import FrameMap
+from voiceforge.voices.enroll import spoken_prefix
 from voiceforge.voices.profile import VoiceProfile
 
 
@@ -25,6 +26,35 @@ def test_dtw_finds_the_frames_a_slower_copy_repeats() -> None:
     assert (np.diff(path, axis=0) >= 0).all() and (np.diff(path, axis=0).sum(1) >= 1).all()
     source_of = np.repeat(np.arange(len(a)), repeats)
     assert (path[:, 0] == source_of[path[:, 1]]).mean() > 0.98
+
+
+def test_open_end_dtw_stops_where_the_shorter_utterance_ends() -> None:
+    rng = np.random.default_rng(2)
+    b = np.repeat(rng.standard_normal((120, 6)), 2, axis=0)  # 240 frames; a says its first 150
+    a = b[:150:2] + 0.01 * rng.standard_normal((75, 6))
+    path = dtw_path(a, b, open_end=True)
+    assert tuple(path[0]) == (0, 0) and path[-1][0] == len(a) - 1
+    assert 146 <= path[-1][1] <= 152
+    assert dtw_path(a, b)[-1][1] == len(b) - 1  # closed end: dragged to b's last frame
+
+
+@pytest.mark.parametrize(
+    ("share", "prefix"),
+    [
+        (1.0, "Some call me nature, others call me mother nature."),
+        (0.4, "Some call me nature,"),  # 4 of 9 words, then the clause's comma
+        (0.5, "Some call me nature, others"),  # 5: no clause ends within a fifth more
+        (0.3, "Some call me nature,"),  # 3 words, and one more ends the clause
+        (0.2, "Some call"),
+    ],
+)
+def test_spoken_prefix_cuts_at_a_clause_or_a_word(share: float, prefix: str) -> None:
+    assert spoken_prefix("Some call me nature, others call me mother nature.", share) == prefix
+
+
+def test_spoken_prefix_counts_han_characters() -> None:
+    assert spoken_prefix("希望你以后能够做的比我还好呦。", 0.5) == "希望你以后能够"
+    assert spoken_prefix("希望你以后，能够做的比我还好呦。", 0.25) == "希望你以后，"
 
 
 def test_dtw_refuses_an_empty_sequence() -> None:

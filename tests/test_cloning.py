@@ -7,10 +7,12 @@ and stays intelligible. bench/cloning.py measures the same on every shared clip.
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile
 import soxr
 
 from voiceforge.asr.scoring import cer, wer
@@ -19,7 +21,7 @@ from voiceforge.engines.base import SynthesisRequest, synthesize
 from voiceforge.errors import InvalidInput
 from voiceforge.voices.convert import FrameMap, Mapping, convert
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
-from voiceforge.voices.enroll import Enroller
+from voiceforge.voices.enroll import PARALLEL_S, Enroller, spoken_prefix
 from voiceforge.voices.profile import VoiceProfile
 
 pytestmark = pytest.mark.slow
@@ -124,3 +126,24 @@ def test_the_intelligibility_guard_refuses_a_map_that_garbles_speech(enroller):
     shuffled = np.r_[np.eye(d)[np.random.default_rng(0).permutation(d)], np.zeros((1, d))]
     scrambled = FrameMap(np.zeros((0, 0)), np.zeros((0, 0)), shuffled.astype(np.float32), 0)
     assert not enroller._heard_clearly("jf_alpha", converted(replace(own, frames=scrambled)))
+
+
+def test_a_long_prompt_learns_from_the_words_of_its_first_seconds(
+    engine, encoder, enroller, shared_audio, manifest
+):
+    """14 s of one speaker (LJ Speech: both clips, then the first again): only about the first
+    PARALLEL_S seconds' words are synthesised and aligned, and the clone still beats stock."""
+    first, second = (manifest[n] for n in ("en_ljspeech_LJ001-0001.wav", "en_ljspeech_LJ001-0002_short.wav"))
+    a, rate = soundfile.read(shared_audio / first["file"], dtype="float32")
+    b, _ = soundfile.read(shared_audio / second["file"], dtype="float32")
+    gap = np.zeros(rate // 3, np.float32)
+    buf = io.BytesIO()
+    soundfile.write(buf, np.concatenate([a, gap, b, gap, a[: int(3.0 * rate)]]), rate, format="WAV")
+    prompt = prepare_prompt(buf.getvalue())
+    assert prompt.speech_s > 12
+    transcript = f"{first['transcript']} {second['transcript']} Printing, in the only sense"
+    assert len(spoken_prefix(transcript, PARALLEL_S / 14)) < len(transcript)
+    profile = enroller.enroll(prompt, transcript=transcript, language="en")
+    cloned = speak(engine, EN_UNSEEN, profile)
+    sim = similarity(profile.embedding, encoder.embed(cloned, 24_000))
+    assert sim > best_stock_sim(engine, encoder, profile.embedding, EN_UNSEEN), profile.meta

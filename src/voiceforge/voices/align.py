@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dtw_path(a: np.ndarray, b: np.ndarray, *, open_end: bool = False) -> np.ndarray:
     """The cheapest monotonic path from (0, 0) to (n-1, m-1) between ``a`` (n, d) and ``b`` (m, d)
-    under Euclidean frame distance, as an (k, 2) array of index pairs."""
+    under Euclidean frame distance, as an (k, 2) array of index pairs.
+
+    ``open_end``: ``a`` says only the start of what ``b`` says, so the path ends at the frame of
+    ``b`` where ``a`` ends (the cheapest per step), not at ``b``'s last frame."""
     if len(a) == 0 or len(b) == 0:
         raise ValueError("cannot align an empty sequence")
     a2 = (a * a).sum(1)[:, None]
@@ -30,11 +33,12 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         running = np.cumsum(cost[i])
         before = np.concatenate(([0.0], running[:-1]))
         total[i] = running + np.minimum.accumulate(entry - before)
-    return _backtrack(total)
+    end = int(np.argmin(total[-1] / (n + np.arange(m)))) if open_end else m - 1
+    return _backtrack(total, end)
 
 
-def _backtrack(total: np.ndarray) -> np.ndarray:
-    i, j = total.shape[0] - 1, total.shape[1] - 1
+def _backtrack(total: np.ndarray, end: int) -> np.ndarray:
+    i, j = total.shape[0] - 1, end
     path = [(i, j)]
     while i or j:
         if i == 0:
