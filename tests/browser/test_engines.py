@@ -7,7 +7,6 @@ Screenshots: build/screenshots/engines-desktop.png (cosyvoice), engines-kokoro-d
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.test_ui import DESKTOP, PROMPT, decoded_result, generate
-from tests.conftest import REPO
-from tests.integration.conftest import Server, launch
+from tests.integration.conftest import Server, cosyvoice_standin, launch
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +24,10 @@ DIALECT = "四川话"  # a preset button that needs a dialect
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("engines-ui")
-    model_dir = home / "Fun-CosyVoice3-0.5B"
-    model_dir.mkdir()
-    (model_dir / "cosyvoice3.yaml").write_text("# stand-in model directory\n")
-    path = os.pathsep.join(filter(None, [str(REPO / "tests" / "standins"), os.environ.get("PYTHONPATH")]))
     env = {
         "VOICEFORGE_UI": "1",
         "VOICEFORGE_ENGINES": "kokoro,cosyvoice",
-        "VOICEFORGE_COSYVOICE_MODEL_DIR": str(model_dir),
-        "PYTHONPATH": path,
+        **cosyvoice_standin(home),
     }
     srv = launch(home, env)
     yield srv

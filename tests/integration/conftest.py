@@ -86,6 +86,17 @@ def launch(home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] 
     raise RuntimeError(f"server not ready after {STARTUP_S} s:\n{server.log[-3000:]}")
 
 
+def cosyvoice_standin(home: Path) -> dict[str, str]:
+    """Settings for a server whose ``cosyvoice`` engine is the stand-in package in tests/standins
+    (the real CosyVoice3 needs its weights and a GPU): a model folder in ``home``, the import path."""
+    model_dir = home / "Fun-CosyVoice3-0.5B"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "cosyvoice3.yaml").write_text("# stand-in model directory\n")
+    standins = str(Path(__file__).resolve().parents[1] / "standins")
+    path = os.pathsep.join(filter(None, [standins, os.environ.get("PYTHONPATH")]))
+    return {"VOICEFORGE_COSYVOICE_MODEL_DIR": str(model_dir), "PYTHONPATH": path}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = launch(tmp_path_factory.mktemp("server"))

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +29,7 @@ import pytest
 
 from tests.conftest import system_binary
 from tests.integration.conftest import Server, free_port, launch
+from tests.integration.jobs import finished, wait_for
 from tests.integration.pg import postgres
 
 pytestmark = pytest.mark.slow
@@ -180,22 +181,6 @@ def submit(h: httpx.Client, body: dict[str, Any]) -> str:
     r = h.post("/v1/jobs", json=body)
     assert r.status_code == 202, r.text
     return str(r.json()["id"])
-
-
-def wait_for(
-    h: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 120.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = h.get(f"/v1/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job never got there: {job}"
-        time.sleep(0.1)
-
-
-def finished(job: dict[str, Any]) -> bool:
-    return job["status"] in ("succeeded", "failed", "cancelled")
 
 
 def running_on(c: Cluster, job_id: str, timeout: float = 60.0) -> Worker:

@@ -21,6 +21,7 @@ import pytest
 import soundfile
 
 from tests.integration.conftest import Server, launch
+from tests.integration.jobs import finished, wait_for
 from voiceforge.asr.scoring import cer, wer
 from voiceforge.jobs.webhooks import verify
 
@@ -48,22 +49,6 @@ def submit(c: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str, A
     job: dict[str, Any] = r.json()
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     return job
-
-
-def wait_for(
-    c: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 90.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = c.get(f"/v1/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job never got there: {job}"
-        time.sleep(0.1)
-
-
-def finished(job: dict[str, Any]) -> bool:
-    return job["status"] in ("succeeded", "failed", "cancelled")
 
 
 def events(c: httpx.Client, job_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -25,7 +25,7 @@ import pytest
 import soundfile
 
 from tests.conftest import REPO
-from tests.integration.conftest import Server, free_port, launch
+from tests.integration.conftest import Server, cosyvoice_standin, free_port, launch
 from voiceforge.asr.scoring import wer
 from voiceforge.engines.base import Prompt, SynthesisRequest, synthesize
 from voiceforge.engines.remote import RemoteEngine
@@ -52,18 +52,13 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def front(remote: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("front")
-    model_dir = home / "Fun-CosyVoice3-0.5B"
-    model_dir.mkdir()
-    (model_dir / "cosyvoice3.yaml").write_text("# stand-in model directory\n")
-    path = os.pathsep.join(filter(None, [str(REPO / "tests" / "standins"), os.environ.get("PYTHONPATH")]))
     env = {
         "VOICEFORGE_ENGINE": "remote",
         "VOICEFORGE_ENGINES": "remote,kokoro,cosyvoice",
         "VOICEFORGE_REMOTE_URL": remote.url,
         "VOICEFORGE_REMOTE_MODEL": "voiceforge",
-        "VOICEFORGE_COSYVOICE_MODEL_DIR": str(model_dir),
         "VOICEFORGE_BREAKER_MIN_CALLS": "2",
-        "PYTHONPATH": path,
+        **cosyvoice_standin(home),
     }
     srv = launch(home, env)
     yield srv
