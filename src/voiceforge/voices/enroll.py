@@ -278,7 +278,7 @@ class Enroller:
             return self._bases[voice]
 
 
-_UNIT = re.compile(r"[\u3400-\u9fff]|[^\s\u3400-\u9fff，。、；：！？,.;:!?]+")  # a Han character or a word
+_UNIT = re.compile(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+")  # a Han character, or a word
 _CLAUSE_END = re.compile(r"\s*[，。、；：！？,.;:!?]")
 
 
