@@ -58,6 +58,12 @@ def value(
     return all_samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def files_served(all_samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+    return value(
+        all_samples, "voiceforge_http_requests_total", route="/outputs/{name}", method="GET", status="200"
+    )
+
+
 def tts(client: httpx.Client, text: str, rid: str | None = None) -> dict[str, Any]:
     headers = {"X-Request-ID": rid} if rid else {}
     r = client.post("/tts", json={"text": text}, headers=headers)
@@ -81,7 +87,13 @@ def test_metrics_count_requests_by_route_template(srv: Server) -> None:
         for _ in range(2):
             assert c.get(f"/outputs/{body['task_id']}.wav").status_code == 200
         assert c.get("/no/such/page").status_code == 404
+        # A request is counted once its handler returns, which for a file can be a moment after
+        # the client has the last byte: wait (at most 5 s) for the counts to settle.
+        deadline = time.monotonic() + 5
         after = samples(c)
+        while files_served(after) - files_served(before) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = samples(c)
 
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
