@@ -27,6 +27,7 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         environ = {**os.environ, "HF_HUB_OFFLINE": "1", "VOICEFORGE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         environ.pop("HOST", None)
+        environ["VOICEFORGE_WARM_CLONING"] = "0"  # no background warm-up in the measured minutes
         environ.update(env or {})
         self.home = home
         self.log = home / "stdout.log"

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     body_min_s: float = Field(default=30.0, gt=0)
     body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
     ui: bool = True  # the web UI (/ui, /login, /m); off: the API alone, without importing Gradio
+    # Render and embed the stock voices' calibration sentences in the background at start, so the
+    # first saved voice does not wait ~15 s for them (they are cached per process).
+    warm_cloning: bool = True
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="JSON / form body limit")
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="one upload, all chunks")
     # circuit breaker around the engine: open after this failure rate over the window

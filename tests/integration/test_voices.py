@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import soundfile
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, launch
 from voiceforge.asr.scoring import cer, wer
 
 pytestmark = pytest.mark.slow
@@ -24,6 +25,22 @@ pytestmark = pytest.mark.slow
 F5 = "en_prompt_f5.wav"
 ZH = "zh_prompt_cosyvoice.wav"
 SHORT = "en_ljspeech_LJ001-0002_short.wav"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """With the cloning warm-up of a real deployment (the shared test server turns it off)."""
+    srv = launch(tmp_path_factory.mktemp("voices"), {"VOICEFORGE_WARM_CLONING": "1"})
+    yield srv
+    srv.stop()
+
+
+def test_the_server_warms_cloning_up_in_the_background(server: Server) -> None:
+    deadline = time.monotonic() + 120
+    while "cloning warmed up in" not in server.log:
+        assert time.monotonic() < deadline, server.log[-2000:]
+        time.sleep(0.5)
+    assert "cloning warm-up failed" not in server.log
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,6 +102,15 @@ class Models:
         engine = self.engine
         if engine.capabilities.local and "preset" in engine.capabilities.modes:
             synthesize(engine, SynthesisRequest(text="你好, hello."))
+
+    def warm_cloning(self) -> None:
+        """What the first enrollment of a process would otherwise pay for (the stock voices'
+        calibration speech, rendered and embedded); a no-op where voices are not enrolled here."""
+        if "kokoro" not in self.names:
+            return
+        started = time.perf_counter()
+        self.enroller.warm()
+        log.info("cloning warmed up in %.1f s", time.perf_counter() - started)
 
     def _settings_for(self, name: str) -> Settings:
         if name == self.settings.engine:
