@@ -204,3 +204,15 @@ def test_bad_requests_and_path_tricks(server: Server) -> None:
                 assert r.status_code in (400, 404), (method, path, r.status_code)
     assert (Path("/etc/passwd")).is_file()  # untouched, and nothing new outside data/
     assert not [p for p in server.home.iterdir() if p.name not in ("data", "logs", "outputs", "stdout.log")]
+
+
+def test_a_restart_warms_cloning_up_again(server: Server) -> None:
+    """The engine reload drops the enroller's caches; the restart starts the warm-up again."""
+    warmed = server.log.count("cloning warmed up in")
+    with server.client() as c:
+        r = c.post("/admin/restart", params={"wait": "true"})
+        assert r.status_code == 200 and r.json()["state"] == "done", r.text
+    deadline = time.monotonic() + 120
+    while server.log.count("cloning warmed up in") == warmed:
+        assert time.monotonic() < deadline, server.log[-2000:]
+        time.sleep(0.5)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -101,13 +100,6 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     )
 
 
-def _warm_cloning(svc: Services) -> None:
-    try:
-        svc.speech.models.warm_cloning()
-    except Exception:  # the first enrollment pays instead; nothing else depends on it
-        log.warning("cloning warm-up failed; the first saved voice will take longer", exc_info=True)
-
-
 def create_app(settings: Settings | None = None, *, auth_required: bool = False) -> FastAPI:
     settings = settings or Settings()
 
@@ -137,8 +129,8 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         svc.jobs = create_backend(settings, svc.db, svc.pool, svc.speech)
         await svc.jobs.start()  # jobs a crash left queued or running run again
         svc.metrics.register_jobs(svc.jobs.counts)
-        if settings.warm_cloning:  # a daemon thread: serving starts now, and a stop never waits for it
-            threading.Thread(target=_warm_cloning, args=(svc,), name="warm-cloning", daemon=True).start()
+        if settings.warm_cloning:
+            svc.speech.models.warm_cloning()
         retention = asyncio.create_task(_retention(svc))
         try:
             yield

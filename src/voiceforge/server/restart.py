@@ -80,6 +80,8 @@ class Restarter:
             r.stages[-1].detail = "one short synthesis"
             if isinstance(self.svc.jobs, RemoteWorkers):
                 await self._workers(r, self.svc.jobs)
+            if self.svc.settings.warm_cloning:  # the reload dropped the enroller and its caches
+                models.warm_cloning()
         except Exception as e:  # the restart failed; the old engine keeps serving, and the cause is logged
             log.exception("restart failed at stage %s", r.stage)
             r.state, r.error = "failed", str(e)[:500]

@@ -104,13 +104,20 @@ class Models:
             synthesize(engine, SynthesisRequest(text="你好, hello."))
 
     def warm_cloning(self) -> None:
-        """What the first enrollment of a process would otherwise pay for (the stock voices'
-        calibration speech, rendered and embedded); a no-op where voices are not enrolled here."""
-        if "kokoro" not in self.names:
-            return
+        """Pay now, on a daemon thread, what the first enrollment would otherwise pay for (the
+        stock voices' calibration speech, rendered and embedded): serving goes on meanwhile, and
+        a stop never waits for it. A no-op where voices are not enrolled here."""
+        if "kokoro" in self.names:
+            threading.Thread(target=self._warm_cloning, name="warm-cloning", daemon=True).start()
+
+    def _warm_cloning(self) -> None:
         started = time.perf_counter()
-        self.enroller.warm()
-        log.info("cloning warmed up in %.1f s", time.perf_counter() - started)
+        try:
+            self.enroller.warm()
+        except Exception:  # the first enrollment pays instead; nothing else depends on it
+            log.warning("cloning warm-up failed; the first saved voice will take longer", exc_info=True)
+        else:
+            log.info("cloning warmed up in %.1f s", time.perf_counter() - started)
 
     def _settings_for(self, name: str) -> Settings:
         if name == self.settings.engine:
