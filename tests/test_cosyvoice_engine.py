@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 from voiceforge.asr.scoring import wer
 from voiceforge.config import Settings
-from voiceforge.engines.base import Prompt, SynthesisRequest, synthesize
+from voiceforge.engines.base import Prompt, SynthesisRequest, check_supported, synthesize
 from voiceforge.engines.cosyvoice import CosyVoiceEngine, _samples
 from voiceforge.errors import InvalidInput, ModelUnavailable, Unsupported
 
@@ -127,6 +127,11 @@ def test_cross_lingual_and_instruct_carry_endofprompt_where_upstream_puts_it(
     call = _calls(cosy, "inference_instruct2")[-1]
     assert call["instruct_text"] == "You are a helpful assistant. 用四川话说<|endofprompt|>"
     assert call["tts_text"] == "吃了吗？" and call["prompt_wav"] == str(prompt.path)
+    # What no control covers is CosyVoice3's to judge, not refused here (kokoro refuses it).
+    whisper = SynthesisRequest(text="你好。", mode="instruct", instruct="用耳语说", prompt=prompt)
+    check_supported(cosy, whisper)
+    synthesize(cosy, whisper)
+    assert _calls(cosy, "inference_instruct2")[-1]["instruct_text"].endswith("用耳语说<|endofprompt|>")
 
 
 @pytest.mark.slow

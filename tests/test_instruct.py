@@ -221,6 +221,15 @@ def test_realise_refuses_what_no_control_covers(instruction: str, needle: str) -
     assert "engine kokoro" in str(info.value)
 
 
+def test_realise_leaves_what_no_control_covers_to_a_verbatim_engine() -> None:
+    full = KOKORO | {"dialect"}
+    for instruction in ("in a whisper", "with a British accent", "用耳语，开心地说"):
+        controls = parse_instruct(instruction)
+        assert realise(controls, engine="cosyvoice", supported=full, verbatim=True) is controls
+    with pytest.raises(Unsupported, match="cannot speak a dialect"):  # a control it lacks: still refused
+        realise(parse_instruct("用粤语说"), engine="remote", supported=KOKORO, verbatim=True)
+
+
 def test_realise_accepts_what_the_engine_lists() -> None:
     controls = parse_instruct("用四川话，开心一点")
     full = KOKORO | {"dialect"}

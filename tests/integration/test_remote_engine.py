@@ -86,11 +86,13 @@ def test_models_list_each_engine_with_its_capabilities(front: Server, remote: Se
     far = models["remote"]
     assert far["available"] and far["capabilities"]["local"] is False
     assert far["capabilities"]["cloning"] == "prompt" and far["capabilities"]["seed"] is False
+    assert far["capabilities"]["instruct_verbatim"] is False  # its kokoro refuses "whisper"; so do we
     with httpx.Client(base_url=remote.url) as c:
         theirs = {v["name"] for v in c.get("/v1/models/kokoro").json()["voiceforge"]["voices"]}
     assert {v["name"] for v in far["voices"]} == theirs  # the remote's stock voices, read from it
     cosy = models["cosyvoice"]["capabilities"]
     assert cosy["speed_when_streaming"] is False and "四川话" in cosy["dialects"] and "breath" in cosy["tags"]
+    assert cosy["instruct_verbatim"] is True
     assert models["kokoro"]["capabilities"]["cloning"] == "profile"
 
 

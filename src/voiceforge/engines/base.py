@@ -44,6 +44,9 @@ class Capabilities:
     speed_when_streaming: bool = True  # False: `speed` applies only to whole (non-streamed) renders
     seed: bool = True  # the same seed gives the same audio
     local: bool = True  # runs in this process (False: calls another server)
+    # Reads the instruction's own words (CosyVoice3, a remote server): what no control covers
+    # ("whisper", an accent) is left to it rather than refused here.
+    instruct_verbatim: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The capabilities as JSON for ``GET /v1/models`` (the UI disables what is missing)."""
@@ -62,6 +65,7 @@ class Capabilities:
             "max_text_chars": self.max_text_chars,
             "sample_rate": self.sample_rate,
             "local": self.local,
+            "instruct_verbatim": self.instruct_verbatim,
         }
 
 
@@ -179,7 +183,12 @@ def check_supported(engine: Engine, request: SynthesisRequest) -> None:
             f"{caps.max_text_chars} per request (split it, or submit a long-form job)"
         )
     if request.instruct:  # what the engine would otherwise find only when it starts synthesising
-        realise(parse_instruct(request.instruct), engine=engine.name, supported=caps.instruct_controls)
+        realise(
+            parse_instruct(request.instruct),
+            engine=engine.name,
+            supported=caps.instruct_controls,
+            verbatim=caps.instruct_verbatim,
+        )
 
 
 def synthesize(engine: Engine, request: SynthesisRequest) -> SynthesisResult:

@@ -87,6 +87,7 @@ class CosyVoiceEngine:
             speed_when_streaming=False,
             seed=True,
             local=True,
+            instruct_verbatim=True,
         )
 
     @classmethod

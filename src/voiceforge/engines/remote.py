@@ -159,6 +159,7 @@ class RemoteEngine:
             cloning="prompt",
             seed=False,  # the OpenAI speech request has no seed
             local=False,
+            instruct_verbatim=True,  # sent as `instructions`; the remote judges what it can do
         )
 
     def _refresh_later(self) -> None:
@@ -229,6 +230,7 @@ class RemoteEngine:
             speed_when_streaming=bool(caps.get("speed_when_streaming", True)),
             seed=False,
             local=False,
+            instruct_verbatim=bool(caps.get("instruct_verbatim", base.instruct_verbatim)),
         )
         voices = [
             VoiceInfo(

@@ -390,13 +390,16 @@ _CANNOT = {
 }  # fmt: skip
 
 
-def realise(controls: Controls, *, engine: str, supported: frozenset[str]) -> Controls:
+def realise(
+    controls: Controls, *, engine: str, supported: frozenset[str], verbatim: bool = False
+) -> Controls:
     """Check that `engine`, which follows the instruction features in `supported` ("speed", "volume",
     "pitch", "emotion", "dialect", …), can do what `controls` ask; raise `Unsupported` naming what not.
 
     An emotion covers the prosody its preset implies; without one, each changed control needs its
-    feature (pitch range counts as pitch)."""
-    wanted = [tuple(item.split(": ", 1)) if ": " in item else (item, "") for item in controls.unsupported]
+    feature (pitch range counts as pitch). An engine that reads the instruction's own words
+    (``verbatim``, CosyVoice3) is left to judge what no control covers ("whisper", an accent)."""
+    wanted = [] if verbatim else [_named(item) for item in controls.unsupported]
     if controls.dialect:
         wanted.insert(0, ("dialect", controls.dialect))
     if controls.emotion != "neutral":
@@ -416,6 +419,12 @@ def realise(controls: Controls, *, engine: str, supported: frozenset[str]) -> Co
             detail={"engine": engine, "unsupported": [n for n, _ in missing], "instruction": controls.raw},
         )
     return controls
+
+
+def _named(item: str) -> tuple[str, str]:
+    """ "accent: British" → ("accent", "British"); "whisper" → ("whisper", "")."""
+    name, _, what = item.partition(": ")
+    return name, what
 
 
 _DESCRIBE_WORDS = {"zh": ("语速", "音量", "分贝", "音调", "半音", "起伏"),
