@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
-ensure_venv ""
+ensure_venv
 export HF_HUB_OFFLINE=1
 exec voiceforge serve "$@"

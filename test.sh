@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
-ensure_venv "[dev]"
+ensure_venv
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
 
 markers=()

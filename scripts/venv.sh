@@ -1,20 +1,22 @@
 # shellcheck shell=bash
-# ensure_venv EXTRAS: create .venv if missing and (re)install the project when pyproject.toml
-# changed since the last install. EXTRAS is "" or e.g. "[dev]".
+# ensure_venv: create .venv if missing and (re)install when requirements.lock, pyproject.toml or
+# requirements-nodeps.txt changed since the last install. Every dependency comes from
+# requirements.lock (exact versions and hashes; `bash scripts/lock.sh` refreshes it), so a fresh
+# clone installs what CI tested.
 ensure_venv() {
-  local extras="$1"
   local py="${PYTHON:-python3}"
   if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv
   fi
   # shellcheck disable=SC1091
   source .venv/bin/activate
-  local stamp=".venv/.installed${extras}"
+  local stamp=".venv/.installed-lock"
   local want
-  want="$(cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
+  want="$(cat requirements.lock pyproject.toml requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    python -m pip install --quiet --upgrade pip
-    python -m pip install --quiet -e ".${extras}"
+    python -m pip install --quiet --require-hashes -r requirements.lock
+    # The project itself, built with the locked setuptools; its dependencies are all locked above.
+    python -m pip install --quiet --no-deps --no-build-isolation -e .
     # Resemblyzer's speaker-encoder weights, without the torch/librosa it declares: voiceforge
     # runs the encoder itself (voices/embedding.py). Pinned by version and hash.
     python -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.txt

@@ -136,7 +136,7 @@ class Subscriber:
         connected_once = False
         while not self._stopping.is_set():
             conn = client(self.url)
-            pubsub = conn.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(LOGS, JOBS)
                 if connected_once:
