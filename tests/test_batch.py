@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceforge.batch.manifest import ManifestError, load
+from voiceforge.batch.manifest import ManifestError, check, load
 from voiceforge.batch.results import Result, ResultsFile
 from voiceforge.errors import InvalidInput
 
@@ -58,8 +58,7 @@ def test_bad_rows_are_all_reported_with_their_line_numbers(tmp_path: Path) -> No
     with pytest.raises(ManifestError) as caught:
         load(manifest)
     lines = {p.line: p.message for p in caught.value.problems}
-    assert set(lines) == {2, 3, 4, 6, 7, 8, 9, 10}
-    assert "voice is missing" in lines[2]
+    assert set(lines) == {3, 4, 6, 7, 8, 9, 10}  # line 2 speaks with the default voice
     assert "300 characters" in lines[3] and "at most 200" in lines[3]
     assert "seed" in lines[4] and "'abc'" in lines[4]
     assert "not valid JSON" in lines[6]
@@ -67,7 +66,17 @@ def test_bad_rows_are_all_reported_with_their_line_numbers(tmp_path: Path) -> No
     assert "used again (first on line 1)" in lines[8]
     assert "missing.wav" in lines[10]
     message = str(caught.value)
-    assert "line 3: text is 300 characters" in message and message.index("line 2") < message.index("line 10")
+    assert "line 3: text is 300 characters" in message and message.index("line 3") < message.index("line 10")
+
+
+def test_check_keeps_the_valid_rows_and_names_each_invalid_one(tmp_path: Path) -> None:
+    manifest = _write(
+        tmp_path / "m.csv",
+        "id,text,voice\nplain,只有文字。,\nlong," + "长" * 201 + ",\nplain,again,\n,no id,\n",
+    )
+    items, problems = check(manifest)
+    assert [(i.id, i.voice) for i in items] == [("plain", None)]  # no voice: the default one
+    assert [(p.line, p.label) for p in problems] == [(3, "long"), (4, "plain@line4"), (5, "line 5")]
 
 
 def test_a_default_voice_fills_rows_without_one(tmp_path: Path) -> None:

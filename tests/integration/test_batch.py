@@ -77,7 +77,7 @@ def test_dry_run_lists_every_bad_row_with_its_line(server: Server, tmp_path: Pat
         w.writerow(["unknown", "谁的声音？", "no_such_voice", ""])
     run = _cli(str(manifest), "--server", server.url, "--dry-run", cwd=tmp_path, timeout=60)
     assert run.returncode == 2, run.stderr
-    assert "line 3: voice is missing" in run.stderr
+    assert "line 3" not in run.stderr  # a row without a voice speaks with the default voice
     assert "line 4: text is 300 characters; an item takes at most 200" in run.stderr
     assert "line 5: seed: input should be a valid integer" in run.stderr
     assert "Traceback" not in run.stderr
@@ -86,6 +86,29 @@ def test_dry_run_lists_every_bad_row_with_its_line(server: Server, tmp_path: Pat
     manifest.write_text("\n".join([rows[0], rows[1], rows[5]]) + "\n", encoding="utf-8")
     run = _cli(str(manifest), "--server", server.url, "--dry-run", cwd=tmp_path, timeout=60)
     assert run.returncode == 2 and "line 3: voice 'no_such_voice' is not on" in run.stderr, run.stderr
+
+
+def test_an_id_text_manifest_speaks_and_skip_invalid_reports_bad_rows_by_id(
+    server: Server, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "id,text\nhello,你好。\nthanks,Thank you.\nlong," + "长" * 300 + "\n", encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    run = _cli(str(manifest), "--server", server.url, "--out", str(out), cwd=tmp_path)
+    assert run.returncode == 2 and "line 4: text is 300 characters" in run.stderr, run.stderr
+    assert not out.exists()  # without --skip-invalid nothing runs until the file is right
+    run = _cli(str(manifest), "--server", server.url, "--out", str(out), "--skip-invalid", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    results = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert {k: r["status"] for k, r in results.items()} == {
+        "hello": "succeeded", "thanks": "succeeded", "long": "invalid"
+    }  # fmt: skip
+    assert results["long"]["line"] == 4 and "300 characters" in results["long"]["error"]
+    for name in ("hello", "thanks"):
+        audio, rate = soundfile.read(out / f"{name}.wav")
+        assert rate == 24000 and len(audio) > rate // 4
 
 
 def test_a_killed_run_resumes_with_nothing_lost_or_made_twice(server: Server, tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from voiceforge.batch.manifest import Item, ManifestError, Problem, load
-from voiceforge.batch.results import FILENAME, Result
+from voiceforge.batch.manifest import Item, ManifestError, Problem, check
+from voiceforge.batch.results import FILENAME, Result, ResultsFile
 from voiceforge.batch.runner import LocalSynthesizer, RemoteSynthesizer, Summary, Synthesizer, run
 from voiceforge.client import Client, RetryPolicy
 from voiceforge.errors import InvalidInput, VoiceforgeError
@@ -48,13 +48,25 @@ def batch(
     ] = None,
     voice: Annotated[str | None, typer.Option(help="voice for rows that name none")] = None,
     attempts: Annotated[int, typer.Option(min=1, max=20, help="tries per item (busy server, errors)")] = 6,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="run the valid rows; each invalid one goes to results.jsonl with its reason (exit 1)",
+        ),
+    ] = False,
 ) -> None:
     """Speak every row of MANIFEST into OUT/<id>.<format>, recording each in OUT/results.jsonl."""
     if local == (server is not None) and not dry_run:
         raise InvalidInput("give --server URL, or --local to use the embedded engine (one of them)")
-    items = load(manifest, default_voice=voice)
+    items, problems = check(manifest, default_voice=voice)
+    if problems and not skip_invalid:
+        raise ManifestError(manifest, problems)
     if dry_run:
         _dry_run(manifest, items, server, api_key, out, resume)
+        if problems:
+            typer.echo(str(ManifestError(manifest, problems)), err=True)
+            raise typer.Exit(1)
         return
     if (out / FILENAME).is_file() and not resume:
         raise InvalidInput(
@@ -69,14 +81,27 @@ def batch(
     else:
         assert server is not None
         synth = RemoteSynthesizer(server, api_key=api_key, connections=concurrency)
+    _record_invalid(problems, out)
     try:
         summary = asyncio.run(_run(items, synth, out, concurrency, RetryPolicy(attempts=attempts), resume))
     except KeyboardInterrupt:
         typer.echo(f"interrupted; finished items are in {out / FILENAME}; run again with --resume", err=True)
         raise typer.Exit(130) from None
-    _report(summary, out)
-    if summary.failed:
+    _report(summary, out, invalid=len({p.label for p in problems}))
+    if summary.failed or problems:
         raise typer.Exit(1)
+
+
+def _record_invalid(problems: list[Problem], out: Path) -> None:
+    """One results.jsonl line per invalid row: its id (or line), line and every reason."""
+    rows: dict[str, list[Problem]] = {}
+    for problem in problems:
+        rows.setdefault(problem.label, []).append(problem)
+    results = ResultsFile(out)
+    for label, found in rows.items():
+        reason = "; ".join(p.message for p in found)
+        results.append(Result(label, "invalid", None, None, 0, reason, "invalid_input", line=found[0].line))
+        typer.echo(f"line {found[0].line} ({label}): skipped: {reason}", err=True)
 
 
 async def _run(
@@ -130,9 +155,10 @@ async def _run(
             await synth.close()
 
 
-def _report(summary: Summary, out: Path) -> None:
+def _report(summary: Summary, out: Path, *, invalid: int) -> None:
     line = {
         "total": summary.total,
+        "invalid": invalid,
         "skipped": summary.skipped,
         "succeeded": summary.succeeded,
         "failed": summary.failed,
@@ -165,8 +191,6 @@ def _dry_run(
                 raise ManifestError(manifest, problems)
     todo = len(items)
     if resume:
-        from voiceforge.batch.results import ResultsFile
-
         results = ResultsFile(out)
         earlier = results.load()
         todo = sum(not ((r := earlier.get(i.id)) and results.done(r)) for i in items)

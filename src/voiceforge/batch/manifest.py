@@ -1,9 +1,11 @@
 """A batch manifest (CSV with a header row, or JSON Lines): one item per row, checked up front.
 
-Columns: ``id`` (names the output file), ``text`` (1–200 characters, the /tts contract), ``voice``
-(a stock or saved voice) or ``prompt`` (a 3–15 s recording, relative to the manifest), and the
-optional ``prompt_text``, ``mode``, ``instruct``, ``seed``, ``speed``, ``format``. Every problem
-is reported with its line number and field, all of them at once, so one pass fixes the file.
+Columns: ``id`` (names the output file) and ``text`` (1–200 characters, the /tts contract) are
+required; ``voice`` (a stock or saved voice) or ``prompt`` (a 3–15 s recording, relative to the
+manifest) choose the voice, and a row with neither speaks with ``--voice`` or else the default
+voice, as /tts and ``voiceforge say`` do. ``prompt_text``, ``mode``, ``instruct``, ``seed``,
+``speed`` and ``format`` are optional. Every problem is reported with its line number and field,
+all of them at once, so one pass fixes the file.
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ class Item:
 class Problem:
     line: int
     message: str
+    id: str | None = None  # the row's id, when it has one
+
+    @property
+    def label(self) -> str:
+        """What names the row in results.jsonl: its id, or its line when it has none."""
+        return self.id or f"line {self.line}"
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -103,6 +111,16 @@ class ManifestError(InvalidInput):
 
 def load(path: Path, *, default_voice: str | None = None) -> list[Item]:
     """Every item of the manifest, or ManifestError listing every problem with its line number."""
+    items, problems = check(path, default_voice=default_voice)
+    if problems:
+        raise ManifestError(path, problems)
+    return items
+
+
+def check(path: Path, *, default_voice: str | None = None) -> tuple[list[Item], list[Problem]]:
+    """The valid items and the problems of the invalid rows (by line), for ``--skip-invalid``.
+
+    A file that cannot be read or parsed as a whole still raises."""
     rows, problems = _rows(path)
     items: list[Item] = []
     seen: dict[str, int] = {}
@@ -117,6 +135,7 @@ def load(path: Path, *, default_voice: str | None = None) -> list[Item]:
                     line,
                     f"id {item.id!r} is used again (first on line {seen[item.id]}); "
                     "ids name outputs and must be unique",
+                    f"{item.id}@line{line}",
                 )
             )
             continue
@@ -124,9 +143,7 @@ def load(path: Path, *, default_voice: str | None = None) -> list[Item]:
         items.append(item)
     if not rows and not problems:
         problems.append(Problem(1, "the manifest has no items"))
-    if problems:
-        raise ManifestError(path, sorted(problems, key=lambda p: p.line))
-    return items
+    return items, sorted(problems, key=lambda p: p.line)
 
 
 def _rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
@@ -140,7 +157,7 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _jsonl(content)
     if suffix in (".csv", ".tsv"):
-        return _csv(content, "\t" if suffix == ".tsv" else ",")
+        return _csv(content, "\t" if suffix == ".tsv" else ",", path)
     raise InvalidInput(f"manifest {str(path)!r}: use a .csv (with a header row) or .jsonl file")
 
 
@@ -167,7 +184,7 @@ def _jsonl(content: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem
     return rows, problems
 
 
-def _csv(content: str, delimiter: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+def _csv(content: str, delimiter: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
     reader = csv.reader(content.splitlines(keepends=True), delimiter=delimiter)
     header: list[str] | None = None
     rows, problems = [], []
@@ -177,6 +194,7 @@ def _csv(content: str, delimiter: str) -> tuple[list[tuple[int, dict[str, Any]]]
             continue
         if header is None:
             header = [h.strip().lower() for h in record]
+            # A bad header spoils every row under it: no row is worth running, so it always stops.
             unknown = [h for h in header if h not in COLUMNS]
             if unknown:
                 problems.append(
@@ -188,7 +206,8 @@ def _csv(content: str, delimiter: str) -> tuple[list[tuple[int, dict[str, Any]]]
                 )
             if "id" not in header or "text" not in header:
                 problems.append(Problem(n, "the header row must name at least the columns id and text"))
-                return [], problems
+            if problems:
+                raise ManifestError(path, problems)
             continue
         if len(record) > len(header):
             problems.append(
@@ -207,23 +226,17 @@ def _item(
     line: int, raw: dict[str, Any], base: Path, default_voice: str | None
 ) -> tuple[Item | None, list[Problem]]:
     present = {k: v for k, v in raw.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+    row_id = present.get("id") if isinstance(present.get("id"), str) else None
     try:
         row = Row.model_validate(present)
     except ValidationError as e:
-        return None, [Problem(line, _describe(err)) for err in e.errors()]
+        return None, [Problem(line, _describe(err), row_id) for err in e.errors()]
     problems = []
+    # No voice and no prompt: --voice, else the engine's default voice (None), as /tts does.
     voice = row.voice or (None if row.prompt else default_voice)
     prompt: Path | None = None
     if row.voice and row.prompt:
         problems.append(Problem(line, "give voice or prompt, not both"))
-    elif not voice and not row.prompt:
-        problems.append(
-            Problem(
-                line,
-                "voice is missing: give a voice (stock or saved) or a prompt recording, "
-                "or pass --voice for rows without one",
-            )
-        )
     if row.prompt:
         prompt = (base / row.prompt).resolve()
         if not prompt.is_file():
@@ -237,7 +250,7 @@ def _item(
     if row.mode == "instruct" and not row.instruct:
         problems.append(Problem(line, "mode instruct needs an instruct, e.g. 'slower and sadder'"))
     if problems:
-        return None, problems
+        return None, [Problem(p.line, p.message, row.id) for p in problems]
     item = Item(
         line,
         row.id,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["succeeded", "failed"]
+Status = Literal["succeeded", "failed", "invalid"]  # invalid: a row --skip-invalid left out
 FILENAME = "results.jsonl"
 
 
@@ -30,6 +30,7 @@ class Result:
     code: str | None = None  # the error's code (invalid_input, rate_limited, …)
     fingerprint: str | None = None  # the request it answers; a changed row runs again on --resume
     elapsed_s: float | None = None
+    line: int | None = None  # the manifest line of an invalid row
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Result:
