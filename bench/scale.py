@@ -7,7 +7,10 @@ the Celery backend and, in turn, 1 and 2 workers (each with ``--threads`` onnxru
 one job at a time). Prints JSON:
 (a) throughput: ``--jobs`` short tts jobs (distinct texts, so no cache hits) submitted over HTTP at
     once, jobs/s from the first submit to the last success, per worker count, and the speed-up;
-(b) enqueue overhead per job: POST /v1/jobs latency against the API node (mean, P50, P99), and
+(b) the same jobs on the best single-node configuration: one `voiceforge serve` with its local
+    job backend and default threads (no Redis, no workers), and 2 workers' throughput over it —
+    the figure that says whether scale-out pays on this machine, beside (a)'s 2-vs-1 worker;
+(c) enqueue overhead per job: POST /v1/jobs latency against the API node (mean, P50, P99), and
     in this process the backend's submit (job row + broker publish) and the publish alone.
 Run it on an otherwise idle machine: with 2 cores, 2 workers can at best double 1 worker.
 """
@@ -184,6 +187,18 @@ def _summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def single_node(home: Path, jobs: int) -> dict[str, Any]:
+    """One API node running its own jobs (local backend, default threads): the baseline to beat."""
+    home.mkdir(parents=True)
+    env = {"HF_HUB_OFFLINE": "1", "VOICEFORGE_RATE_LIMITS": "off", "VOICEFORGE_MAX_QUEUED_JOBS": "10000"}
+    server = Server(home, env)
+    try:
+        throughput(server, 2, run=-3)  # warm-up, as for the workers
+        return {"threads": "default", **throughput(server, jobs, run=3)}
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=12, help="jobs per throughput run")
@@ -215,6 +230,8 @@ def main() -> None:
                 stop(started)
         one, two = report["workers_1"]["jobs_per_s"], report["workers_2"]["jobs_per_s"]
         report["speedup_2_vs_1"] = round(two / one, 2)
+        report["single_node"] = single_node(home / "single", args.jobs)
+        report["speedup_2_workers_vs_single_node"] = round(two / report["single_node"]["jobs_per_s"], 2)
         report["enqueue_http_ms"] = post_latency(server, args.probes)
         report["enqueue_in_process"] = in_process_enqueue(home, redis.url, args.probes)
     finally:

@@ -11,7 +11,10 @@ Prints JSON:
 (c) cached POST /tts requests/s, P50 and P99 under a loopback load generator (wrk when installed,
     else a small asyncio keep-alive client), and the server's CPU per request (target >= 1500 RPS
     with P99 <= 50 ms on 2 cores);
-(d) the server's resident memory, now and at its peak (target <= 1.5 GB).
+(d) the server's resident memory, now and at its peak (target <= 1.5 GB);
+(e) (c) again against a second server with auth on and a `tts` key, so each request also looks up
+    the key, checks its scope and rate limit (raised so that it refuses nothing) and writes an
+    audit row; and its RPS over (c)'s.
 Run it on an otherwise idle machine: other load on the cores shows up in every figure.
 """
 
@@ -142,17 +145,20 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def load(server: Server, duration: float, connections: int, work: Path) -> dict[str, Any]:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+def load(
+    server: Server, duration: float, connections: int, work: Path, key: str | None = None
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=server.url, timeout=60, headers=headers) as client:
         for _ in range(2):
             r = client.post("/tts", json=CACHED_BODY)
             assert r.status_code == 200, r.text
         assert r.json()["cached"] is True, r.json()
     wrk = shutil.which("wrk")
     run = _wrk if wrk else _asyncio_load
-    run(server, 2.0, connections, work)  # warm-up: connections, caches, the allocator
+    run(server, 2.0, connections, work, key)  # warm-up: connections, caches, the allocator
     cpu_before = server.cpu_s()
-    result = run(server, duration, connections, work)
+    result = run(server, duration, connections, work, key)
     cpu = server.cpu_s() - cpu_before
     result["server_cpu_us_per_request"] = round(cpu / max(1, result["requests"]) * 1e6, 1)
     result["server_cpu_cores_busy"] = round(cpu / duration, 2)
@@ -163,9 +169,10 @@ def load(server: Server, duration: float, connections: int, work: Path) -> dict[
     return result
 
 
-def _wrk(server: Server, duration: float, connections: int, work: Path) -> dict[str, Any]:
+def _wrk(server: Server, duration: float, connections: int, work: Path, key: str | None) -> dict[str, Any]:
     script = work / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps(CACHED_BODY)))
+    auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(CACHED_BODY)) + auth)
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{duration:.0f}s", "--latency", "-s", str(script),
         f"{server.url}/tts",
@@ -177,7 +184,7 @@ def _wrk(server: Server, duration: float, connections: int, work: Path) -> dict[
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "generator": "wrk (1 thread)",
-        "command": " ".join(command),
+        "command": " ".join(command).replace(key or "\0", "<key>"),
         "connections": connections,
         "duration_s": duration,
         "requests": requests,
@@ -200,12 +207,15 @@ def _ms(value: str, unit: str) -> float:
     return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
 
 
-def _asyncio_load(server: Server, duration: float, connections: int, work: Path) -> dict[str, Any]:
+def _asyncio_load(
+    server: Server, duration: float, connections: int, work: Path, key: str | None
+) -> dict[str, Any]:
     """Keep-alive connections on raw sockets; the generator itself costs CPU the server then lacks."""
     host, port = server.url.removeprefix("http://").split(":")
     payload = json.dumps(CACHED_BODY).encode()
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
     request = (
-        f"POST /tts HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST /tts HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
     latencies: list[float] = []
@@ -246,6 +256,24 @@ def _asyncio_load(server: Server, duration: float, connections: int, work: Path)
     }
 
 
+def load_with_auth(home: Path, duration: float, connections: int) -> dict[str, Any]:
+    """(c) again with auth on and a tts key: key lookup, scope, rate limit and audit row per request.
+
+    The tts rate limit is raised so the limiter is consulted on every request but refuses none."""
+    home.mkdir(parents=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    created = subprocess.run(
+        [sys.executable, "-m", "voiceforge", "keys", "create", "bench", "--scopes", "tts"],
+        cwd=home, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    key = created.stdout.strip().splitlines()[-1]
+    server = Server(home, env={"VOICEFORGE_AUTH": "on", "VOICEFORGE_RATE_LIMIT_TTS": "100000000/minute"})
+    try:
+        return load(server, duration, connections, home, key)
+    finally:
+        server.stop()
+
+
 # -- main -------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -274,6 +302,12 @@ def main() -> None:
         report["rss"]["ok"] = peak <= TARGETS["rss_mb"]
     finally:
         server.stop()
+    try:
+        report["cached_tts_with_auth"] = load_with_auth(home / "auth", args.duration, args.connections)
+        report["auth_over_open_rps"] = round(
+            report["cached_tts_with_auth"]["rps"] / report["cached_tts"]["rps"], 3
+        )
+    finally:
         report["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
         if args.keep:
             report["server_home"] = str(home)
