@@ -6,6 +6,7 @@ A user's mistake ends in one line on stderr and exit status 2, never a traceback
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import os
 import sys
@@ -378,15 +379,40 @@ def worker(
 def transcribe(
     audio: Annotated[Path, typer.Argument(help="an audio file")],
     language: Annotated[str | None, typer.Option(help="zh, en, …; default: detect")] = None,
+    diarize: Annotated[bool, typer.Option("--diarize", help="say who spoke when (SPEAKER_1, …)")] = False,
+    speakers: Annotated[
+        int | None, typer.Option(min=1, max=8, help="with --diarize: how many speakers (default: estimate)")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="text, srt, vtt, json or verbose_json")] = "text",
 ) -> None:
     """Print what is said in AUDIO (bundled Whisper base)."""
+    from voiceforge.asr import formats
     from voiceforge.asr.whisper import Transcriber
 
     if not audio.is_file():
         raise InvalidInput(f"audio file {str(audio)!r} does not exist")
+    if output not in formats.FORMATS:
+        raise InvalidInput(f"format {output!r} is not one of {', '.join(formats.FORMATS)}")
     settings = Settings()
-    result = Transcriber.from_settings(settings).transcribe(audio, language=language)
-    typer.echo(result.text)
+    transcriber = Transcriber.from_settings(settings)
+    if diarize:
+        from voiceforge.asr.diarize import transcribe as transcribe_speakers
+        from voiceforge.audio.decode import decode, resample
+        from voiceforge.voices.embedding import SpeakerEncoder
+
+        decoded = decode(audio, max_duration_s=settings.max_transcription_s)
+        samples = resample(decoded.samples, decoded.sample_rate, 16_000)
+        result = transcribe_speakers(
+            transcriber, samples, SpeakerEncoder.load(), language=language, speakers=speakers
+        )
+    else:
+        result = transcriber.transcribe(audio, language=language)
+    if output in ("json", "verbose_json"):
+        typer.echo(json.dumps(formats.as_json(result, verbose=output == "verbose_json"), ensure_ascii=False))
+    else:
+        typer.echo(
+            {"text": formats.as_text, "srt": formats.as_srt, "vtt": formats.as_vtt}[output](result), nl=False
+        )
 
 
 @app.command()

@@ -28,10 +28,19 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str  # as Whisper writes it, with its leading space in English
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float
     end: float
     text: str
+    speaker: str | None = None  # set by diarization (asr/diarize.py)
+    words: tuple[Word, ...] = ()  # only when word timestamps were asked for
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Transcript:
     language_probability: float
     duration: float
     segments: list[Segment]
+    speakers: list[str] | None = None  # the speakers' labels, when diarized
 
 
 def bundled_model_dir(cache_dir: Path) -> Path:
@@ -111,17 +121,36 @@ class Transcriber:
         return cls(settings.whisper_model or bundled_model_dir(settings.cache_dir), settings.threads)
 
     def transcribe(
-        self, audio: np.ndarray | str | Path, language: str | None = None, beam_size: int = 5
+        self,
+        audio: np.ndarray | str | Path,
+        language: str | None = None,
+        beam_size: int = 5,
+        *,
+        words: bool = False,
     ) -> Transcript:
-        """`audio` is 16 kHz mono float32 samples or a file path; `language` None detects it."""
+        """`audio` is 16 kHz mono float32 samples or a file path; `language` None detects it.
+
+        ``words`` adds each segment's words with their times (diarization labels by word)."""
         source = str(audio) if isinstance(audio, Path) else audio
         segments, info = self._model.transcribe(
-            source, language=language, beam_size=beam_size, condition_on_previous_text=False
+            source,
+            language=language,
+            beam_size=beam_size,
+            condition_on_previous_text=False,
+            word_timestamps=words,
         )
         convert = _to_simplified if info.language == "zh" else str
         # Whisper's last timestamp can overshoot the audio (it predicts 30 s windows); clamp it.
         end = float(info.duration)
-        parts = [Segment(min(s.start, end), min(s.end, end), convert(s.text.strip())) for s in segments]
+        parts = [
+            Segment(
+                min(s.start, end),
+                min(s.end, end),
+                convert(s.text.strip()),
+                words=tuple(Word(min(w.start, end), min(w.end, end), convert(w.word)) for w in s.words or ()),
+            )
+            for s in segments
+        ]
         joiner = "" if info.language in ("zh", "ja") else " "
         return Transcript(
             text=joiner.join(p.text for p in parts).strip(),
