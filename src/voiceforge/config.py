@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # -- OpenAI-compatible audio API (server/routes/openai.py) ------------------------------------
     # Longest recording /v1/audio/transcriptions decodes; longer is a 400 before any decoding.
     max_transcription_s: float = Field(default=600.0, gt=0, description="transcription audio limit")
+    live_resume_s: float = Field(
+        default=60.0, ge=0, description="how long a dropped live-transcription session waits to be resumed"
+    )
 
     # -- auth and limits (server/auth.py, server/limits.py) ------------------------------------
     # "auto": required when bound to a non-loopback address; "on"/"off" force it.

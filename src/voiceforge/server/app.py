@@ -27,7 +27,7 @@ from voiceforge.server.auth import Authenticator, Guard
 from voiceforge.server.limits import Limiter
 from voiceforge.server.logstream import LogStream
 from voiceforge.server.middleware import RequestContext
-from voiceforge.server.routes import admin, health, jobs, metrics, openai, outputs, tts, uploads, voices
+from voiceforge.server.routes import admin, health, jobs, live, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
 from voiceforge.service.audit import AuditLog
 from voiceforge.service.breaker import CircuitBreaker
@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         body_min_s=settings.body_min_s,
         body_min_rate=settings.body_min_rate,
     )
-    for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
+    for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
     if settings.ui:
         from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built

@@ -15,6 +15,7 @@ from voiceforge.server.limits import Limiter
 from voiceforge.server.logstream import LogStream
 from voiceforge.server.metrics import Metrics
 from voiceforge.service.audit import AuditLog
+from voiceforge.service.live import LiveSessions
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
 from voiceforge.service.uploads import UploadService
@@ -39,6 +40,7 @@ class Services:
     logs: LogStream | None = None  # live log fan-out (/admin/logs/stream), attached in the lifespan
     uploads: UploadService | None = None  # service/uploads.py, built by build_services
     jobs: JobBackend | None = None  # jobs/: started and stopped in the lifespan
+    live: LiveSessions | None = None  # live transcription sessions (routes/live.py), made on first use
     # Filled by the areas that own them (jobs, auth, limits, logs); typed there.
     extras: dict[str, Any] = field(default_factory=dict)
 
