@@ -258,3 +258,25 @@ def test_mobile_page_records_from_the_microphone_sends_and_plays(
         page.screenshot(path=str(screenshots / "mobile-phone.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_mobile_live_transcript_survives_a_dropped_connection(browser: Any, server: Server) -> None:
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    finals = "document.querySelectorAll('#finals p')"
+    try:
+        page.goto(server.url + "/m")
+        page.click("#live")  # the fake microphone plays the F5 prompt over and over
+        page.wait_for_function(f"{finals}.length >= 1", timeout=90_000)
+        page.evaluate("window.voiceforgeLive.socket.close()")  # the network drops
+        page.wait_for_function(f"{finals}.length >= 3", timeout=120_000)
+        page.click("#live")  # stop: the server sends what is left, then done
+        page.wait_for_timeout(1500)
+        lines = page.eval_on_selector_all(
+            "#finals p", "ps => ps.map(p => [Number(p.dataset.seq), p.textContent])"
+        )
+        assert [seq for seq, _ in lines] == list(range(1, len(lines) + 1)), lines  # none lost, none twice
+        assert any("nature" in text.lower() for _, text in lines), lines
+        assert page.inner_text("#live-status") == "", page.inner_text("#live-status")
+    finally:
+        context.close()

@@ -75,7 +75,9 @@ log = logging.getLogger(__name__)
 
 SCOPES = keystore.SCOPES
 OUTPUTS = "/outputs/"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/login", "/logout", "/m"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/", "/login", "/logout", "/m", "/m/live.js", "/m/pcm-worklet.js"}
+)
 SESSION_COOKIE = "voiceforge_session"
 SESSION_PREFIX = "vfs1."  # a session cookie's value: vfs1.<base64url JSON>.<HMAC-SHA256>
 SIGN_IN_AGAIN = "sign in again at /login"

@@ -20,6 +20,7 @@ from voiceforge.server.state import Services, services
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+SCRIPTS = frozenset({"live", "pcm-worklet"})  # /m/<name>.js
 
 
 def static(name: str) -> str:
@@ -35,6 +36,14 @@ async def root() -> RedirectResponse:
 async def mobile() -> HTMLResponse:
     """The phone page: record, type, send to POST /tts, play."""
     return HTMLResponse(static("mobile.html"), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/m/{name}.js")
+async def mobile_script(name: str) -> Response:
+    """The phone page's scripts: the live transcript and its microphone worklet."""
+    if name not in SCRIPTS:
+        return Response(status_code=404)
+    return Response(static(f"{name}.js"), media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/login", response_class=HTMLResponse)
