@@ -76,7 +76,9 @@ class PeakRss:
         return self.peak - self.base
 
 
-def raw_post(srv: Server, path: str, headers: dict[str, str], pieces: Iterator[bytes]) -> tuple[int, str, int]:
+def raw_post(
+    srv: Server, path: str, headers: dict[str, str], pieces: Iterator[bytes]
+) -> tuple[int, str, int]:
     """POST ``pieces`` on a bare socket until the server answers; (status, answer, bytes sent).
 
     A bare socket because an HTTP client that sees the connection close while it still sends
@@ -215,4 +217,3 @@ def test_bounds_hold_without_a_key_too(srv: Server) -> None:
     status, _, sent = raw_post(srv, "/tts", headers, json_pieces(300 * MIB, chunked=False))
     assert status == 401
     assert sent < 100 * MIB
-
