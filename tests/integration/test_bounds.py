@@ -133,6 +133,7 @@ def test_a_300_mib_body_is_413_as_it_arrives(srv: Server, key: str, path: str, f
     headers |= {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(total)}
     with PeakRss(srv.process.pid) as rss:
         status, answer, sent = raw_post(srv, path, headers, json_pieces(total, chunked=chunked))
+    print(f"\n{path} {framing}: {status} after {sent / MIB:.0f} MiB sent, server +{rss.growth / 1e6:.0f} MB")
     assert status == 413, answer[:500]
     assert rss.growth <= GROWTH_LIMIT, f"server grew by {rss.growth / 1e6:.0f} MB"
     assert sent < 100 * MIB, "the server read on past the limit"
@@ -172,6 +173,8 @@ def test_a_flac_bomb_for_transcription_is_refused_before_it_inflates(
         else:
             r = c.post("/v1/jobs", json={"kind": "transcription", "audio": base64.b64encode(bomb).decode()})
             message = r.json()["error"]
+    kind = "blank" if blank_length else "declared"
+    print(f"\nbomb {route} {kind}: {r.status_code}, server +{rss.growth / 1e6:.0f} MB")
     assert r.status_code == 400, r.text
     assert rss.growth <= GROWTH_LIMIT, f"server grew by {rss.growth / 1e6:.0f} MB"
     assert "384000 Hz" in message or "at most 600 s" in message, message

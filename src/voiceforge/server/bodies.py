@@ -111,11 +111,12 @@ class BodyGuard:
             )
             await _answer(scope, send, error)
             return
-        failed: list[VoiceforgeError] = []
-        bounded = self._bounded(receive, length, allowed, failed, lambda: TooLarge(
+        over = TooLarge(
             f"the request body is over {size(limit)}; {where} accepts at most {size(limit)} ({hint})",
             detail={"max_bytes": limit},
-        ))  # fmt: skip
+        )
+        failed: list[VoiceforgeError] = []
+        bounded = self._bounded(receive, length, allowed, over, failed)
         answered = False
 
         async def send_checked(message: Message) -> None:
@@ -157,11 +158,11 @@ class BodyGuard:
         receive: Receive,
         length: int,
         allowed: int,
+        over: TooLarge,
         failed: list[VoiceforgeError],
-        too_large: Any,
     ) -> Receive:
-        """``receive`` that raises TooLarge past ``allowed`` bytes and SlowRequest when the body
-        stalls or drags on; past the body's end it is ``receive`` itself (disconnects wait freely)."""
+        """``receive`` that raises ``over`` past ``allowed`` bytes and SlowRequest when the body
+        stalls or drags on (each noted in ``failed``); past the body's end it is ``receive`` itself."""
         limit_s = self.min_s + length / self.min_rate
         deadline = time.monotonic() + limit_s
         received = 0
@@ -187,8 +188,8 @@ class BodyGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > allowed:
-                    failed.append(too_large())
-                    raise failed[-1]
+                    failed.append(over)
+                    raise over
                 done = not message.get("more_body", False)
             return message
 
