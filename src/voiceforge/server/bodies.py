@@ -102,7 +102,7 @@ class BodyGuard:
             return
         limit = rule.limit if rule is not None else self.max_body_bytes
         allowed = limit + (rule.allowance if rule is not None else 0)
-        hint = rule.hint if rule is not None else "upload large recordings in parts with /v1/uploads"
+        hint = rule.hint if rule is not None else "send less; large recordings go through /v1/uploads"
         where = f"{scope['method']} {scope['path']}"
         if length > allowed:
             error = TooLarge(
