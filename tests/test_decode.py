@@ -7,6 +7,7 @@ import functools
 import io
 import struct
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from voiceforge.audio.decode import UNREADABLE, AudioTooLong, decode, resample
+from voiceforge.audio.decode import UNREADABLE, AudioTooLong, decode, measure, resample
 from voiceforge.audio.encode import encode
 from voiceforge.errors import InvalidInput
 
@@ -330,6 +331,85 @@ def test_decompression_bomb_stops_at_the_limit() -> None:
     # Only the limit refuses it: the same blank-length FLAC under the limit decodes in full.
     assert decode(flac_bomb(59), max_duration_s=60).duration_s == pytest.approx(59)
     assert decode(b"ID3\x04\x00\x00\x00\x00\x00\x00" + flac_bomb(59), max_duration_s=60).duration_s == 59
+
+
+def silence_flac(seconds: int, rate: int, *, blank_length: bool = False) -> bytes:
+    """Digital silence as FLAC (a few KB a second even at 384 kHz); optionally with a blank length."""
+    buffer = io.BytesIO()
+    second = np.zeros(rate, np.int16)
+    with soundfile.SoundFile(buffer, "w", rate, 1, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(seconds):
+            out.write(second)
+    data = bytearray(buffer.getvalue())
+    if blank_length:
+        data[21] &= 0xF0
+        data[22:26] = bytes(4)
+    return bytes(data)
+
+
+def peak_bytes(work: Callable[[], object]) -> int:
+    """The most memory Python and numpy held at once while ``work`` ran."""
+    tracemalloc.start()
+    try:
+        work()
+    except InvalidInput:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_high_rate_files_get_fewer_seconds() -> None:
+    """Decoding costs per sample: above 96 kHz the duration limit shrinks with the rate, from the header."""
+    dense = silence_flac(180, 384_000)  # 3 minutes, 69 M samples: 276 MB as float32
+    started = time.monotonic()
+    with pytest.raises(AudioTooLong) as caught:
+        decode(dense, max_duration_s=300)
+    assert time.monotonic() - started < 1  # refused from the header, nothing decoded
+    assert str(caught.value) == (
+        "audio is 180.0 s long at 384000 Hz; at that rate send at most 75 s, or resample it to 96 kHz "
+        "or lower for up to 300 s"
+    )
+    assert caught.value.detail == {"duration_s": 180.0, "max_duration_s": 75.0, "sample_rate": 384_000}
+    # At 96 kHz and below only the duration counts.
+    assert decode(silence_flac(20, 96_000), max_duration_s=20).duration_s == 20
+
+
+def test_a_blank_length_bomb_stops_at_the_sample_budget_before_it_inflates() -> None:
+    """384 kHz with no length in the header: decoding stops at 60 s x 96 kHz of samples, and what is held
+    is the 16 kHz output, never the file at its own rate."""
+    bomb = silence_flac(120, 384_000, blank_length=True)  # 46 M samples: 184 MB as float32
+
+    def work() -> None:
+        with pytest.raises(AudioTooLong, match=r"longer than 15 s at 384000 Hz"):
+            decode(bomb, max_duration_s=60, rate=16_000)
+
+    assert peak_bytes(work) < 16 * 2**20
+
+
+def test_measure_keeps_nothing() -> None:
+    ten_minutes = silence_flac(600, 48_000)  # 28.8 M samples: 115 MB as float32
+    info = measure(ten_minutes, max_duration_s=600)
+    assert (info.container, info.codec, info.source_rate, info.channels) == ("flac", "flac", 48_000, 1)
+    assert info.duration_s == 600
+    assert peak_bytes(lambda: measure(ten_minutes, max_duration_s=600)) < 16 * 2**20
+    with pytest.raises(AudioTooLong):
+        measure(silence_flac(61, 8000, blank_length=True), max_duration_s=60)
+
+
+@pytest.mark.parametrize("name", ["wav-24", "wav-stereo", "flac", "mp3", "ogg-opus"])
+def test_resampled_while_decoding_matches_resampling_after(shared_audio: Path, name: str) -> None:
+    data = variant(shared_audio, name)
+    whole = decode(data)
+    streamed = decode(data, rate=16_000)
+    assert (streamed.sample_rate, streamed.source_rate) == (16_000, whole.sample_rate)
+    assert streamed.duration_s == whole.duration_s
+    np.testing.assert_allclose(
+        streamed.samples, resample(whole.samples, whole.sample_rate, 16_000), atol=1e-5
+    )
+    with pytest.raises(InvalidInput, match="choose 1000–384000 Hz"):
+        decode(data, rate=10)
 
 
 @functools.cache

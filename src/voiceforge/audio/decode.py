@@ -5,9 +5,12 @@ PCM/float flavour, FLAC, AIFF: fast and bit-exact); PyAV/ffmpeg reads the rest (
 Ogg/Vorbis, WebM, AMR, CAF). Only sniffed containers reach ffmpeg, each with its demuxer named, so ffmpeg
 never guesses: its probing would also accept playlists (HLS, concat) that open other files or URLs.
 
-Decoding is bounded by ``max_duration_s``: a declared length past the limit is refused before decoding,
-and decoding stops as soon as the limit is passed, so a two-hour file or a tiny file that inflates to hours
-of silence costs no more than the limit.
+Decoding is bounded before it allocates: a file may hold at most ``max_duration_s`` of audio, and less
+above 96 kHz (``BUDGET_RATE``): at most ``max_duration_s`` × 96000 samples per channel, since the cost of
+decoding is per sample. A declared length past that is refused before decoding; decoding stops as soon as
+it is passed, so a two-hour file, or a tiny FLAC that inflates to 20 minutes at 384 kHz, costs no more
+than the limit. Blocks are mixed to mono and, when ``rate`` asks for it, resampled (soxr, streaming) as
+they are decoded: what is held is the output at the output rate, never the file at its own.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from numpy.typing import NDArray
 
 from voiceforge.errors import InvalidInput
 
-__all__ = ["AudioTooLong", "DecodedAudio", "decode", "resample"]
+__all__ = ["AudioInfo", "AudioTooLong", "DecodedAudio", "decode", "measure", "resample"]
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +45,65 @@ MIN_RATE, MAX_RATE = 1000, 384_000
 # make one read allocate gigabytes.
 _BLOCK_VALUES = 1 << 20
 _UNKNOWN_FRAMES = 1 << 62
+# Above this rate a file's duration limit shrinks in proportion: decoding costs per sample, and no speech
+# recording needs more (a 384 kHz file may hold a quarter of the seconds a 96 kHz one may).
+BUDGET_RATE = 96_000
+
+
+def limit_s(max_duration_s: float, rate: int) -> float:
+    """The seconds a file at ``rate`` Hz may hold under ``max_duration_s`` (see BUDGET_RATE)."""
+    return max_duration_s * min(1.0, BUDGET_RATE / rate) if rate > 0 else max_duration_s
 
 
 class AudioTooLong(InvalidInput):
-    """The audio runs past ``max_duration_s``; ``duration_s`` is its declared length, or None if unknown."""
+    """The audio runs past its limit; ``duration_s`` is its declared length, or None if unknown.
 
-    def __init__(self, duration_s: float | None, max_duration_s: float) -> None:
+    ``max_duration_s`` is the limit asked for; ``limit_s`` what it allows at the file's ``sample_rate``
+    (less above BUDGET_RATE)."""
+
+    def __init__(self, duration_s: float | None, max_duration_s: float, sample_rate: int = 0) -> None:
         self.duration_s = duration_s
         self.max_duration_s = max_duration_s
-        length = (
-            f"is {duration_s:.1f} s long"
-            if duration_s is not None
-            else f"is longer than {max_duration_s:g} s"
-        )
-        super().__init__(
-            f"audio {length}; send at most {max_duration_s:g} s",
-            detail={"duration_s": duration_s, "max_duration_s": max_duration_s},
+        self.sample_rate = sample_rate
+        self.limit_s = limit_s(max_duration_s, sample_rate)
+        detail: dict[str, Any] = {"duration_s": duration_s, "max_duration_s": self.limit_s}
+        if self.limit_s < max_duration_s:
+            detail["sample_rate"] = sample_rate
+        super().__init__(f"audio {self.length}; {self.advice}", detail=detail)
+
+    @property
+    def length(self) -> str:
+        at = f" at {self.sample_rate} Hz" if self.limit_s < self.max_duration_s else ""
+        if self.duration_s is None:
+            return f"is longer than {self.limit_s:g} s{at}"
+        return f"is {self.duration_s:.1f} s long{at}"
+
+    @property
+    def advice(self) -> str:
+        """What to send instead: at most the limit, and above BUDGET_RATE how to get the full one."""
+        if self.limit_s >= self.max_duration_s:
+            return f"send at most {self.max_duration_s:g} s"
+        return (
+            f"at that rate send at most {self.limit_s:g} s, or resample it to {BUDGET_RATE // 1000} kHz "
+            f"or lower for up to {self.max_duration_s:g} s"
         )
 
 
 @dataclass(frozen=True)
+class AudioInfo:
+    """What a file is: its container, codec, channels, own sample rate and length."""
+
+    container: str
+    codec: str
+    channels: int
+    source_rate: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class DecodedAudio:
-    """Mono float32 samples at ``sample_rate`` (the file's own rate), with what the file was."""
+    """Mono float32 samples at ``sample_rate`` (the file's own rate unless another was asked for),
+    with what the file was (``source_rate`` is its own rate)."""
 
     samples: NDArray[np.float32]
     sample_rate: int
@@ -71,6 +111,38 @@ class DecodedAudio:
     codec: str
     container: str
     duration_s: float
+    source_rate: int
+
+
+class _Sink:
+    """Mono blocks as they are decoded: cleaned, resampled to ``rate`` (streaming), kept or counted."""
+
+    def __init__(self, source_rate: int, rate: int | None, keep: bool) -> None:
+        self.source_rate = source_rate
+        self.rate = rate or source_rate
+        self.keep = keep
+        self.frames = 0  # at the source rate
+        self.blocks: list[NDArray[np.float32]] = []
+        self._stream = (
+            soxr.ResampleStream(source_rate, self.rate, 1, dtype="float32", quality="HQ")
+            if keep and self.rate != source_rate
+            else None
+        )
+
+    def add(self, block: NDArray[np.float32]) -> None:
+        self.frames += block.size
+        if not self.keep:
+            return
+        # Float WAVs can hold NaN and inf; downstream maths (RMS, VAD, resampling) would spread them.
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        self.blocks.append(self._stream.resample_chunk(block) if self._stream is not None else block)
+
+    def samples(self) -> NDArray[np.float32]:
+        if self._stream is not None:
+            self.blocks.append(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+        self.blocks = []
+        return np.asarray(samples, dtype=np.float32)
 
 
 class _Format(NamedTuple):
@@ -173,39 +245,35 @@ def _check_rate(rate: int, fmt: _Format) -> None:
         raise InvalidInput(UNREADABLE, detail={"container": fmt.container, "sample_rate": rate})
 
 
-def _finish(
-    chunks: list[NDArray[np.float32]], rate: int, channels: int, codec: str, fmt: _Format
-) -> DecodedAudio:
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    # Float WAVs can hold NaN and inf; downstream maths (RMS, VAD, resampling) would spread them everywhere.
-    np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return DecodedAudio(samples, rate, channels, codec, fmt.container, samples.size / rate)
+def _finish(sink: _Sink, channels: int, codec: str, fmt: _Format) -> tuple[AudioInfo, _Sink]:
+    info = AudioInfo(fmt.container, codec, channels, sink.source_rate, sink.frames / sink.source_rate)
+    return info, sink
 
 
-def _decode_libsndfile(f: IO[bytes], fmt: _Format, max_duration_s: float) -> DecodedAudio:
+def _decode_libsndfile(
+    f: IO[bytes], fmt: _Format, max_duration_s: float, rate: int | None, keep: bool
+) -> tuple[AudioInfo, _Sink]:
     f.seek(0)
     with soundfile.SoundFile(f) as sf:
-        rate, channels = int(sf.samplerate), int(sf.channels)
-        _check_rate(rate, fmt)
+        source_rate, channels = int(sf.samplerate), int(sf.channels)
+        _check_rate(source_rate, fmt)
         # libsndfile clamps a WAV header's data size to what the file holds, so `frames` is what can be read;
         # refusing on it costs nothing, whether the file is two hours of real data or a sparse one.
         # A FLAC whose STREAMINFO leaves the length blank reads as SF_COUNT_MAX frames: unknown, not long.
-        if sf.frames < _UNKNOWN_FRAMES and sf.frames > max_duration_s * rate:
-            raise AudioTooLong(sf.frames / rate, max_duration_s)
-        limit = math.floor(max_duration_s * rate)
+        limit = math.floor(limit_s(max_duration_s, source_rate) * source_rate)
+        if sf.frames < _UNKNOWN_FRAMES and sf.frames > limit:
+            raise AudioTooLong(sf.frames / source_rate, max_duration_s, source_rate)
         block = max(1, _BLOCK_VALUES // channels)
-        chunks: list[NDArray[np.float32]] = []
-        count = 0
+        sink = _Sink(source_rate, rate, keep)
         while True:
-            frames = sf.read(min(block, limit + 1 - count), dtype="float32", always_2d=True)
+            frames = sf.read(min(block, limit + 1 - sink.frames), dtype="float32", always_2d=True)
             if not len(frames):
                 break
-            chunks.append(frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0].copy())
-            count += len(frames)
-            if count > limit:
-                raise AudioTooLong(None, max_duration_s)
+            sink.add(frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0].copy())
+            if sink.frames > limit:
+                raise AudioTooLong(None, max_duration_s, source_rate)
         codec = "flac" if sf.format == "FLAC" else _SUBTYPE_CODECS.get(sf.subtype, sf.subtype.lower())
-    return _finish(chunks, rate, channels, codec, fmt)
+    return _finish(sink, channels, codec, fmt)
 
 
 def _declared_duration(container: Any, stream: Any) -> float | None:
@@ -240,7 +308,9 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
             log.debug("skipping an undecodable packet: %s", e)
 
 
-def _decode_ffmpeg(f: IO[bytes], fmt: _Format, max_duration_s: float) -> DecodedAudio:
+def _decode_ffmpeg(
+    f: IO[bytes], fmt: _Format, max_duration_s: float, rate: int | None, keep: bool
+) -> tuple[AudioInfo, _Sink]:
     f.seek(0)
     with av.open(f, "r", format=fmt.demuxer) as container:
         if not container.streams.audio:
@@ -251,33 +321,35 @@ def _decode_ffmpeg(f: IO[bytes], fmt: _Format, max_duration_s: float) -> Decoded
             )
         stream = container.streams.audio[0]
         declared = _declared_duration(container, stream)
-        if declared is not None and declared > max_duration_s:
-            raise AudioTooLong(declared, max_duration_s)
+        header_rate = int(stream.sample_rate or 0)
+        if declared is not None and declared > limit_s(max_duration_s, header_rate):
+            raise AudioTooLong(declared, max_duration_s, header_rate)
         if stream.codec_context is None:  # ffmpeg knows the container but has no decoder for the codec
             raise InvalidInput(UNREADABLE, detail={"container": fmt.container})
         codec = _codec_name(stream.codec_context.name)
         resampler: Any = None
-        rate = channels = limit = count = 0
-        chunks: list[NDArray[np.float32]] = []
+        sink: _Sink | None = None
+        channels = limit = 0
         for frame in _frames(container, stream):
-            if resampler is None:
+            if resampler is None or sink is None:
                 # Pinned to the first frame's rate and layout: a stream that changes either midway (chained
                 # MP3s, AAC with SBR switching) is converted rather than spliced at the wrong speed.
-                rate, channels = int(frame.sample_rate), int(frame.layout.nb_channels)
-                _check_rate(rate, fmt)
-                limit = math.floor(max_duration_s * rate)
+                source_rate, channels = int(frame.sample_rate), int(frame.layout.nb_channels)
+                _check_rate(source_rate, fmt)
+                limit = math.floor(limit_s(max_duration_s, source_rate) * source_rate)
+                sink = _Sink(source_rate, rate, keep)
                 # Packed, not planar: PyAV reads planes past the eighth out of bounds (a crash, found by
                 # fuzzing a float WAV that claimed 45 channels).
-                resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
+                resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=source_rate)
             for out in resampler.resample(frame):
-                chunks.append(_mono(out, channels))
-                count += chunks[-1].size
-            if count > limit:
-                raise AudioTooLong(declared, max_duration_s)
-        if resampler is None:
+                sink.add(_mono(out, channels))
+            if sink.frames > limit:
+                raise AudioTooLong(declared, max_duration_s, sink.source_rate)
+        if resampler is None or sink is None:
             raise InvalidInput(UNREADABLE, detail={"container": fmt.container, "codec": codec})
-        chunks.extend(_mono(out, channels) for out in resampler.resample(None))
-    return _finish(chunks, rate, channels, codec, fmt)
+        for out in resampler.resample(None):
+            sink.add(_mono(out, channels))
+    return _finish(sink, channels, codec, fmt)
 
 
 def _mono(frame: Any, channels: int) -> NDArray[np.float32]:
@@ -294,12 +366,32 @@ def _open(data: bytes | Path) -> IO[bytes]:
         raise InvalidInput(f"cannot read the audio file {data}: {e.strerror}") from e
 
 
-def decode(data: bytes | Path, *, max_duration_s: float = 600.0) -> DecodedAudio:
-    """Decode ``data`` (file contents or a path) to float32 mono at its own rate, channels averaged.
+def decode(data: bytes | Path, *, max_duration_s: float = 600.0, rate: int | None = None) -> DecodedAudio:
+    """Decode ``data`` (file contents or a path) to float32 mono, channels averaged, at ``rate``
+    (resampled as it is decoded) or, by default, at the file's own rate.
 
     Raises :class:`InvalidInput` for empty, unrecognised, damaged or audio-less input and
-    :class:`AudioTooLong` (a subclass) past ``max_duration_s``. A file cut short decodes to what it holds.
+    :class:`AudioTooLong` (a subclass) past ``max_duration_s`` (less above 96 kHz, see the module
+    docstring). A file cut short decodes to what it holds.
     """
+    if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidInput(f"rate is {rate} Hz; choose {MIN_RATE}–{MAX_RATE} Hz")
+    info, sink = _run(data, max_duration_s, rate, keep=True)
+    samples = sink.samples()
+    return DecodedAudio(
+        samples, sink.rate, info.channels, info.codec, info.container, info.duration_s, info.source_rate
+    )
+
+
+def measure(data: bytes | Path, *, max_duration_s: float = 600.0) -> AudioInfo:
+    """What :func:`decode` would find, keeping no samples: the file is decoded to its end (so damage
+    and the duration limit are found), at the cost of CPU only."""
+    return _run(data, max_duration_s, None, keep=False)[0]
+
+
+def _run(
+    data: bytes | Path, max_duration_s: float, rate: int | None, *, keep: bool
+) -> tuple[AudioInfo, _Sink]:
     if not max_duration_s > 0:
         raise InvalidInput(f"max_duration_s is {max_duration_s}; it must be positive")
     with _open(data) as f:
@@ -308,12 +400,12 @@ def decode(data: bytes | Path, *, max_duration_s: float = 600.0) -> DecodedAudio
         fmt = _sniff(f)
         if fmt.libsndfile:
             try:
-                return _decode_libsndfile(f, fmt, max_duration_s)
+                return _decode_libsndfile(f, fmt, max_duration_s, rate, keep)
             except (RuntimeError, ValueError) as e:
                 # Codecs libsndfile lacks (e.g. MP3 or GSM inside a WAV) may still be ffmpeg's.
                 log.debug("libsndfile cannot read this %s (%s); trying ffmpeg", fmt.container, e)
         try:
-            return _decode_ffmpeg(f, fmt, max_duration_s)
+            return _decode_ffmpeg(f, fmt, max_duration_s, rate, keep)
         except (av.FFmpegError, ValueError, EOFError) as e:
             raise InvalidInput(UNREADABLE, detail={"container": fmt.container}) from e
 

@@ -149,13 +149,8 @@ def _decode(data: bytes | Path, reject_above_s: float, ideal: str) -> DecodedAud
     try:
         audio = decode(data, max_duration_s=reject_above_s)
     except AudioTooLong as e:
-        length = (
-            f"is {e.duration_s:.1f} s long" if e.duration_s is not None else f"is over {reject_above_s:g} s"
-        )
-        raise InvalidInput(
-            f"prompt audio {length}; send at most {reject_above_s:g} s, ideally {ideal} of one speaker",
-            detail={"duration_s": e.duration_s, "max_duration_s": reject_above_s},
-        ) from e
+        message = f"prompt audio {e.length}; {e.advice}, ideally {ideal} of one speaker"
+        raise InvalidInput(message, detail=e.detail) from e
     if audio.sample_rate < MIN_PROMPT_RATE:
         raise InvalidInput(
             f"prompt audio is {audio.sample_rate} Hz; at least {MIN_PROMPT_RATE} Hz is required "

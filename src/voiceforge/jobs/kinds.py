@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceforge.audio.decode import decode
 from voiceforge.errors import NotFound, VoiceforgeError
 from voiceforge.jobs.base import Job, JobFailed
 from voiceforge.jobs.requests import SpeechItem
@@ -104,9 +105,11 @@ def run_transcription(speech: SpeechService, work: Work) -> dict[str, Any]:
     path = work.input("audio")
     work.report(0.05, "loading the speech recogniser")
     transcriber = speech.models.transcriber
+    # Our decoder, not Whisper's: the same limits as when the job was checked, 16 kHz as it decodes.
+    audio = decode(path, max_duration_s=speech.models.settings.max_job_audio_s, rate=16_000)
     work.report(0.1, f"transcribing {duration:.1f} s of audio")
     log.info("[%s] transcribing %.1f s of audio", work.job.id, duration)
-    transcript = transcriber.transcribe(path, language=work.job.params.get("language"))
+    transcript = transcriber.transcribe(audio.samples, language=work.job.params.get("language"))
     log.info(
         "[%s] transcribed: %d characters, language %s", work.job.id, len(transcript.text), transcript.language
     )

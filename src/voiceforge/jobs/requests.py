@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from voiceforge.audio.decode import decode
+from voiceforge.audio.decode import measure
 from voiceforge.config import Settings
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Unsupported, VoiceforgeError
 from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
@@ -202,7 +202,7 @@ def _check_longform(request: LongformJob, speech: SpeechService) -> dict[str, An
 
 def _check_audio(audio: bytes | Path, max_s: float, field: str) -> float:
     try:
-        return decode(audio, max_duration_s=max_s).duration_s
+        return measure(audio, max_duration_s=max_s).duration_s  # decoded through, nothing kept
     except InvalidInput as e:
         raise InvalidInput(f"{field}: {e.message}", detail={"param": field}) from e
 

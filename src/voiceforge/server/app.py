@@ -24,6 +24,7 @@ from voiceforge.errors import InvalidInput
 from voiceforge.jobs import create_backend
 from voiceforge.server import errors
 from voiceforge.server.auth import Authenticator, Guard
+from voiceforge.server.bodies import FORM_OVERHEAD, BodyGuard, BodyRule
 from voiceforge.server.limits import Limiter
 from voiceforge.server.logstream import LogStream
 from voiceforge.server.middleware import RequestContext
@@ -39,7 +40,7 @@ from voiceforge.service.speech import SpeechService
 from voiceforge.service.storage import open_storage
 from voiceforge.service.uploads import UploadService
 from voiceforge.text.filter import WordFilter
-from voiceforge.voices.library import VoiceLibrary
+from voiceforge.voices.library import MAX_EXPORT_BYTES, VoiceLibrary
 
 log = logging.getLogger(__name__)
 
@@ -152,22 +153,40 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
-    # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
-    app.add_middleware(
-        RequestContext,
-        access_level=logging.INFO if settings.log_json else logging.DEBUG,
-        body_idle_s=settings.body_idle_s,
-        body_min_s=settings.body_min_s,
-        body_min_rate=settings.body_min_rate,
-    )
-    for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
-        app.include_router(module.router)
+    rules = body_rules(settings)
     if settings.ui:
         from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
 
+        rules.append(ui.upload_rule(settings))
+    # Inside Guard: a caller without a key is refused before any of its body is read.
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=settings.max_body_bytes,
+        rules=rules,
+        idle_s=settings.body_idle_s,
+        min_s=settings.body_min_s,
+        min_rate=settings.body_min_rate,
+    )
+    app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
+    # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
+    app.add_middleware(RequestContext, access_level=logging.INFO if settings.log_json else logging.DEBUG)
+    for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
+        app.include_router(module.router)
+    if settings.ui:
         ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
     return app
+
+
+def body_rules(settings: Settings) -> list[BodyRule]:
+    """The API routes whose bodies are uploads: each may hold one upload (``max_upload_bytes``);
+    every other body is held to ``max_body_bytes``."""
+    upload = settings.max_upload_bytes
+    return [
+        BodyRule("/v1/audio/transcriptions", upload, FORM_OVERHEAD),
+        BodyRule("/v1/audio", upload, FORM_OVERHEAD),  # one chunk; the session counts the whole
+        BodyRule("/v1/uploads/{upload_id}", upload),  # PUT; its Content-Range narrows it further
+        BodyRule("/v1/voices/import", MAX_EXPORT_BYTES, FORM_OVERHEAD, hint="send a zip from /export"),
+    ]
 
 
 async def _retention(svc: Services) -> None:

@@ -2,10 +2,7 @@
 response and set on every log line the request causes; the request counted and timed in the app's
 metrics under its route template; one access line (INFO in JSON log mode, DEBUG otherwise).
 
-A request body must keep arriving (``body_idle_s`` at most between parts) and be complete within
-``body_min_s`` plus a second per ``body_min_rate`` bytes it announces; a slower sender gets 408
-(:class:`~voiceforge.errors.SlowRequest`) where the route reads the body, so a slow-loris
-connection holds nothing for long. Slow *headers* are the reverse proxy's to cut (SECURITY.md).
+Request bodies (their size and pace) are :mod:`voiceforge.server.bodies`' to bound.
 
 Pure ASGI: BaseHTTPMiddleware costs too much per request for the cached-/tts rate the service
 targets, and so would anything here that is not a dict lookup or a counter.
@@ -13,18 +10,14 @@ targets, and so would anything here that is not a dict lookup or a counter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 import uuid
 from typing import Any
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voiceforge.errors import SlowRequest
-from voiceforge.server.errors import error_response
 from voiceforge.server.logs import key_id, trace_id
 
 log = logging.getLogger("voiceforge.access")
@@ -38,32 +31,15 @@ class RequestContext:
         app: ASGIApp,
         *,
         access_level: int = logging.DEBUG,
-        body_idle_s: float = 20.0,
-        body_min_s: float = 30.0,
-        body_min_rate: int = 50_000,
     ) -> None:
         self.app = app
         self.access_level = access_level
-        self.body_idle_s = body_idle_s
-        self.body_min_s = body_min_s
-        self.body_min_rate = body_min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = b""
-        length = -1  # no body announced
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else 0
-            elif name == b"transfer-encoding":
-                length = max(length, 0)
-        stalled: list[SlowRequest] = []  # set when the body timed out
-        if length >= 0:
-            receive = self._in_time(receive, length, stalled)
+        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
         rid = given.decode("latin-1") if given else ""
         if not _SAFE_ID.fullmatch(rid):
             rid = uuid.uuid4().hex[:16]
@@ -71,26 +47,6 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
         header = (b"x-request-id", rid.encode())
-
-        replaced = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, replaced
-            if replaced:
-                return
-            if stalled and message["type"] == "http.response.start" and message["status"] == 408:
-                message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
-            elif stalled and message["type"] == "http.response.start":
-                # FastAPI turns any failure while it parses a body into its own 400; a stalled
-                # body is this middleware's to answer.
-                replaced = True
-                error = stalled[0]
-                answer = error_response(
-                    Request(scope), 408, error.code, error.message, headers={"Connection": "close"}
-                )
-                await answer(scope, receive, send_with_header)
-                return
-            await send_with_header(message)
 
         async def send_with_header(message: Message) -> None:
             nonlocal status
@@ -100,7 +56,7 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_header)
         finally:
             seconds = time.perf_counter() - started
             route = _route(scope)
@@ -110,32 +66,6 @@ class RequestContext:
             if log.isEnabledFor(self.access_level):
                 self._access_line(scope, route, status, seconds)
             trace_id.reset(token)
-
-    def _in_time(self, receive: Receive, length: int, stalled: list[SlowRequest]) -> Receive:
-        """``receive`` that raises SlowRequest when the body stalls or drags on."""
-        limit_s = self.body_min_s + length / self.body_min_rate
-        deadline = time.monotonic() + limit_s
-        received = 0
-
-        async def receive_in_time() -> Message:
-            nonlocal received
-            wait = min(self.body_idle_s, deadline - time.monotonic())
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    message = await receive()
-            except TimeoutError:
-                stalled.append(
-                    SlowRequest(
-                        f"the request body stopped arriving ({received} of {length or '?'} bytes after "
-                        f"{limit_s - (deadline - time.monotonic()):.0f} s); send it without pauses, or "
-                        "upload large files in parts with /v1/uploads"
-                    )
-                )
-                raise stalled[-1] from None
-            received += len(message.get("body", b""))
-            return message
-
-        return receive_in_time
 
     def _access_line(self, scope: Scope, route: str, status: int, seconds: float) -> None:
         cost_ms = round(seconds * 1000, 1)

@@ -32,7 +32,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from voiceforge.asr.whisper import Transcript
-from voiceforge.audio.decode import AudioTooLong, decode, resample
+from voiceforge.audio.decode import AudioTooLong, decode, measure
 from voiceforge.config import Settings
 from voiceforge.db import Base, Database, aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, TooLarge
@@ -279,10 +279,9 @@ class UploadService:
     def transcribe(self, upload_id: str, language: str | None = None) -> Transcript:
         """Whisper over a complete upload of at most ``max_upload_audio_s``. Run it on the worker pool."""
         started = time.perf_counter()
-        audio = decode(self.path(upload_id), max_duration_s=self.max_audio_s)
-        samples = resample(audio.samples, audio.sample_rate, 16_000)
+        audio = decode(self.path(upload_id), max_duration_s=self.max_audio_s, rate=16_000)
         try:
-            result = self.models.transcriber.transcribe(samples, language=language)
+            result = self.models.transcriber.transcribe(audio.samples, language=language)
         except ValueError as e:  # faster-whisper refuses a language code it does not know
             raise InvalidInput(f"Whisper cannot transcribe language {language!r} ({e}); try en or zh") from e
         log.info(
@@ -335,7 +334,7 @@ class UploadService:
     def probe(self, path: Path) -> tuple[str, float | None]:
         """The container and duration of an audio file; InvalidInput when it is not audio."""
         try:
-            audio = decode(path, max_duration_s=PROBE_S)
+            audio = measure(path, max_duration_s=PROBE_S)
         except AudioTooLong as e:  # audio for sure; name the container from the header alone
             return _container(path), e.duration_s
         return audio.container, round(audio.duration_s, 3)

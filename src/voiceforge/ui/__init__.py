@@ -10,9 +10,18 @@ import gradio as gr
 from fastapi import FastAPI
 
 from voiceforge.config import Settings
+from voiceforge.server.bodies import FORM_OVERHEAD, BodyRule
 from voiceforge.server.state import Services
 
 UI_PATH = "/ui"
+
+
+def upload_rule(settings: Settings) -> BodyRule:
+    """Gradio's upload route holds what the API's upload routes hold, and each upload counts
+    against the ``uploads`` rate limit (the route is Gradio's, so the body guard counts it)."""
+    return BodyRule(
+        f"{UI_PATH}/gradio_api/upload", settings.max_upload_bytes, FORM_OVERHEAD, category="uploads"
+    )
 
 
 def mount(app: FastAPI, settings: Settings) -> None:
@@ -36,6 +45,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
         # the data folder itself (the database, the link-signing key).
         allowed_paths=[str(settings.output_dir), str(settings.data_dir / "voices")],
         blocked_paths=[str(settings.data_dir / "voiceforge.db"), str(settings.data_dir / "url-signing.key")],
+        max_file_size=settings.max_upload_bytes,  # Gradio's own check, per file; the body guard's is per body
         show_error=False,  # handlers turn errors into messages; nothing else should reach a person
         ssr_mode=False,
         theme=theme,

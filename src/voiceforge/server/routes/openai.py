@@ -25,7 +25,6 @@ The official ``openai`` SDKs work against it unmodified (``base_url=<server>/v1`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -40,16 +39,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.types import Message, Receive
 
 from voiceforge.asr import formats
 from voiceforge.asr.whisper import Transcript
-from voiceforge.audio.decode import decode, resample
+from voiceforge.audio.decode import decode
 from voiceforge.audio.encode import AudioFormat
 from voiceforge.engines.base import SPEED_MAX, SPEED_MIN, Engine, VoiceInfo
 from voiceforge.errors import InvalidInput, NotFound, TooLarge, VoiceforgeError
 from voiceforge.fields import FormatName, Speed
 from voiceforge.server.auth import Principal, require
+from voiceforge.server.bodies import json_object, read_form, size
 from voiceforge.server.limits import admit
 from voiceforge.server.speech_stream import SSE_MEDIA_TYPE, speech_response
 from voiceforge.server.state import Services, services
@@ -69,7 +68,6 @@ OPENAI_VOICES: dict[str, str] = {
 }  # fmt: skip
 WHISPER_RATE = 16000
 _CREATED = 1735689600  # models' "created" (2025-01-01): OpenAI clients only display it
-_FORM_OVERHEAD = 1024 * 1024  # multipart boundaries and the small fields around the file
 
 
 class VoiceRef(BaseModel):
@@ -143,7 +141,7 @@ async def speech(
 ) -> Response:
     """Speak ``input``, streamed as each sentence is made (OpenAI's ``audio.speech.create``)."""
     received = time.perf_counter()
-    body = await _json_body(request, svc.settings.max_body_bytes)
+    body = await _json_body(request)
     task_id = new_task_id()
     request.state.task_id = task_id
     engine = await run_in_threadpool(svc.speech.models.get, engine_for_model(svc, body.model))
@@ -248,38 +246,12 @@ def resolve_voice(
     return speech.resolve(name, task_id=task_id, engine=engine)
 
 
-async def _json_body(request: Request, limit: int) -> SpeechRequest:
-    raw = await _read_limited(request, limit)
-    try:
-        data = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"the body is not valid JSON ({e}); send a JSON object") from e
-    if not isinstance(data, dict):
-        raise InvalidInput('the body must be a JSON object such as {"model": "tts-1", "input": "…", …}')
+async def _json_body(request: Request) -> SpeechRequest:
+    data = await json_object(request, '{"model": "tts-1", "input": "…", "voice": "alloy"}')
     try:
         return SpeechRequest.model_validate(data)
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False)) from e
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    _check_length(request, limit)
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise TooLarge(
-                f"request body is over {limit // 1024} KiB; at most {limit // 1024} KiB is accepted"
-            )
-        parts.append(part)
-    return b"".join(parts)
-
-
-def _check_length(request: Request, limit: int, allowance: int = 0) -> None:
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + allowance:
-        raise TooLarge(f"request body is {int(length) // 1024} KiB; at most {limit // 1024} KiB is accepted")
 
 
 # -- transcription -------------------------------------------------------------------------------
@@ -322,19 +294,17 @@ async def transcriptions(
     models = svc.speech.models
 
     def work() -> Transcript:
-        audio = decode(data, max_duration_s=max_s)
+        audio = decode(data, max_duration_s=max_s, rate=WHISPER_RATE)  # resampled as it is decoded
         log.info(
             "[%s] decoded %s/%s: %.1f s at %d Hz",
             task_id,
             audio.container,
             audio.codec,
             audio.duration_s,
-            audio.sample_rate,
+            audio.source_rate,
         )
         started = time.perf_counter()
-        transcript = models.transcriber.transcribe(
-            resample(audio.samples, audio.sample_rate, WHISPER_RATE), language
-        )
+        transcript = models.transcriber.transcribe(audio.samples, language)
         log.info(
             "[%s] transcribed %.1f s of %s in %.1f s: %d characters",
             task_id,
@@ -351,10 +321,10 @@ async def transcriptions(
 
 
 async def _upload(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
-    """The ``file`` part's bytes and the text fields, reading no more than ``limit`` bytes of file."""
-    _check_length(request, limit, _FORM_OVERHEAD)
-    counted = Request(request.scope, _counting(request.receive, limit, _FORM_OVERHEAD))
-    async with counted.form(max_files=1, max_fields=50) as form:
+    """The ``file`` part's bytes (at most ``limit``) and the text fields; the body guard has
+    already held the whole body to ``limit`` and the form around it."""
+    form = await read_form(request, max_files=1, max_fields=50)
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput(
@@ -363,27 +333,13 @@ async def _upload(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
             )
         data = await upload.read(limit + 1)
         fields = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+    finally:
+        await form.close()
     if len(data) > limit:
-        raise TooLarge(f"file is over {limit // 1024} KiB; at most {limit // 1024} KiB is accepted")
+        raise TooLarge(f"file is over {size(limit)}; at most {size(limit)} is accepted")
     if not data:
         raise InvalidInput("file is empty; send a recording", detail={"param": "file"})
     return data, fields
-
-
-def _counting(receive: Receive, limit: int, allowance: int) -> Receive:
-    """``receive`` that refuses a body past ``limit + allowance`` bytes as it arrives (chunked too)."""
-    size = 0
-
-    async def counted() -> Message:
-        nonlocal size
-        message = await receive()
-        if message["type"] == "http.request":
-            size += len(message.get("body", b""))
-            if size > limit + allowance:
-                raise TooLarge(f"upload is over {limit // 1024} KiB; at most {limit // 1024} KiB is accepted")
-        return message
-
-    return counted
 
 
 def _language(value: str | None) -> str | None:

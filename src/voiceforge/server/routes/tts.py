@@ -6,7 +6,6 @@ out, or ``{"success": false, "error", "code", "detail"}`` with 400/401/413/429/5
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any
 
@@ -16,9 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from voiceforge.errors import InvalidInput, TooLarge
+from voiceforge.errors import InvalidInput
 from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.auth import Principal, require
+from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.limits import admit
 from voiceforge.server.state import Services, services
@@ -198,26 +198,17 @@ async def _voice_key(
 
 
 async def _parse(request: Request, limit: int) -> TtsRequest:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise TooLarge(f"request body is {int(length) // 1024} KiB; at most {limit // 1024} KiB is accepted")
+    """The JSON or form body (its size already bounded by the body guard), validated."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
     if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_part_size=limit)
-        data = {k: _utf8(v) for k, v in form.items() if isinstance(v, str)}
-    else:
-        raw = await request.body()
-        if len(raw) > limit:
-            raise TooLarge(f"request body is {len(raw) // 1024} KiB; at most {limit // 1024} KiB is accepted")
+        form = await read_form(request, max_fields=50, max_part_size=limit)
         try:
-            data = json.loads(raw) if raw else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"the body is not valid JSON ({e}); send JSON or a form") from e
-        except RecursionError as e:
-            raise InvalidInput("the body's JSON is nested too deeply; send a flat object") from e
-        if not isinstance(data, dict):
-            raise InvalidInput('the body must be a JSON object such as {"text": "你好"}')
+            data = {k: _utf8(v) for k, v in form.items() if isinstance(v, str)}
+        finally:
+            await form.close()
+    else:
+        data = await json_object(request, '{"text": "你好"}')
     try:
         return TtsRequest.model_validate(data)
     except ValidationError as e:

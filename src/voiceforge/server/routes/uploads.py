@@ -18,12 +18,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
-from starlette.types import Message
 
-from voiceforge.errors import InvalidInput, TooLarge, VoiceforgeError
+from voiceforge.errors import InvalidInput, VoiceforgeError
 from voiceforge.server.auth import require
+from voiceforge.server.bodies import read_form
 from voiceforge.server.limits import hit
 from voiceforge.server.state import Services, services
 from voiceforge.service.chunked import SESSION_ID, ChunkedUploads
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 # Rate limits count new uploads (a session's chunk 0, POST /v1/uploads), not every chunk or PUT.
 router = APIRouter(tags=["uploads"], dependencies=[Depends(require("uploads", limit=False))])
 
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around a file
 _RANGE = re.compile(r"bytes (\d{1,15})-(\d{1,15})/(\d{1,15}|\*)")
 _RANGE_QUERY = re.compile(r"bytes \*/(\d{1,15}|\*)")
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
@@ -152,7 +149,7 @@ async def chunk(request: Request, svc: Annotated[Services, Depends(services)]) -
     prompt and transcribes it.
     """
     sessions = ChunkedUploads(upload_service(svc))
-    form = await read_form(request, svc.settings.max_upload_bytes + FORM_OVERHEAD)
+    form = await read_form(request)  # its size: the body guard's rule for /v1/audio
     try:
         session_id = _field(form, "session_id") or ""
         seq = _seq(_field(form, "seq"))
@@ -294,50 +291,11 @@ async def transcribe(
     )
 
 
-# -- helpers (read_form is shared with the voices routes) ----------------------------------------
+# -- helpers -------------------------------------------------------------------------------------
 def upload_service(svc: Services) -> UploadService:
     if svc.uploads is None:
         raise RuntimeError("the upload service was not built; create the app with create_app()")
     return svc.uploads
-
-
-async def read_form(request: Request, limit: int) -> FormData:
-    """The request's multipart form, refused with 413 once the body passes ``limit`` bytes."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise TooLarge(f"the request is {int(length) // 1024} KiB; at most {limit // 1024} KiB is accepted")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise InvalidInput(f"send multipart/form-data, not {kind or 'no content type'!r}")
-    seen = 0
-
-    async def receive() -> Message:
-        nonlocal seen
-        message = await request.receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise TooLarge(f"the request is over {limit // 1024} KiB, the most accepted here")
-        return message
-
-    bounded = Request(request.scope, receive)
-    try:
-        return await bounded.form(max_files=2, max_fields=16, max_part_size=64 * 1024)
-    except (MultiPartException, HTTPException) as e:
-        detail = getattr(e, "message", None) or getattr(e, "detail", "")
-        raise InvalidInput(f"the multipart body cannot be read ({detail}); send a well-formed form") from e
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refused with 413 once it passes ``limit`` bytes."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise TooLarge(f"the request is {int(length) // 1024} KiB; at most {limit // 1024} KiB is accepted")
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise TooLarge(f"the request is over {limit // 1024} KiB, the most accepted here")
-    return bytes(body)
 
 
 def _field(form: FormData, name: str) -> str | None:

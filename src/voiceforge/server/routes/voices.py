@@ -26,12 +26,13 @@ from starlette.datastructures import UploadFile
 
 from voiceforge.errors import Conflict, InvalidInput, NotFound
 from voiceforge.server.auth import require
+from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.idempotency import fingerprint, once
-from voiceforge.server.routes.uploads import FORM_OVERHEAD, read_body, read_form, upload_service
+from voiceforge.server.routes.uploads import upload_service
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import new_task_id
 from voiceforge.voices.cloning import ClonedVoice
-from voiceforge.voices.library import MAX_EXPORT_BYTES, MAX_NAME, VoiceLibrary, VoiceRecord
+from voiceforge.voices.library import MAX_NAME, VoiceLibrary, VoiceRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
@@ -206,7 +207,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
 )
 async def import_voice(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """Add a voice exported by ``GET /v1/voices/{id}/export`` (under ``name`` when given)."""
-    form = await read_form(request, MAX_EXPORT_BYTES + FORM_OVERHEAD)
+    form = await read_form(request)  # its size: the body guard's rule for /v1/voices/import
     try:
         part = form.get("file")
         name = form.get("name")
@@ -285,15 +286,9 @@ async def _new_voice(request: Request, svc: Services) -> tuple[NewVoice, bytes |
     prompt: bytes | None = None
     fields: dict[str, Any]
     if kind == "application/json":
-        raw = await read_body(request, svc.settings.max_body_bytes)
-        try:
-            fields = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"the body is not valid JSON ({e})") from e
-        if not isinstance(fields, dict):
-            raise InvalidInput('the body must be a JSON object such as {"name": "Ana", "upload_id": "up_…"}')
+        fields = await json_object(request, '{"name": "Ana", "upload_id": "up_…"}')
     else:
-        form = await read_form(request, svc.settings.max_body_bytes)
+        form = await read_form(request)
         try:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             part = form.get("file")
