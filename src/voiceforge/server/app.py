@@ -24,9 +24,11 @@ from voiceforge.errors import InvalidInput
 from voiceforge.jobs import create_backend
 from voiceforge.server import errors
 from voiceforge.server.auth import Authenticator, Guard
+from voiceforge.server.headers import SecurityHeaders
 from voiceforge.server.limits import Limiter
 from voiceforge.server.logstream import LogStream
 from voiceforge.server.middleware import RequestContext
+from voiceforge.server.origin import OriginCheck
 from voiceforge.server.routes import admin, health, jobs, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
 from voiceforge.service.audit import AuditLog
@@ -152,7 +154,17 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         lifespan=lifespan,
     )
     errors.install(app)
+    for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
+        app.include_router(module.router)
+    scripts: list[str] = []  # inline scripts the UI inserts at run time, allowed by hash
+    if settings.ui:
+        from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
+
+        scripts = ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and /m
+    # Outermost last: RequestContext (trace id) > SecurityHeaders > OriginCheck > Guard > routes.
     app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
+    app.add_middleware(OriginCheck, settings=settings)  # Host and Origin before any credential
+    app.add_middleware(SecurityHeaders, scripts=scripts)  # on every answer, refusals included
     # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
     app.add_middleware(
         RequestContext,
@@ -161,12 +173,6 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         body_min_s=settings.body_min_s,
         body_min_rate=settings.body_min_rate,
     )
-    for module in (tts, openai, voices, uploads, jobs, outputs, admin, metrics, health):
-        app.include_router(module.router)
-    if settings.ui:
-        from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
-
-        ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
     return app
 
 
