@@ -181,7 +181,7 @@ def test_control_characters_forge_no_log_line(srv: Server) -> None:
     with srv.client() as c:
         r = c.get("/v1/voices/nobody" + quote(f"\n{FORGED} in a path\x1b[2J"))
         assert r.status_code == 404
-        r = c.post("/tts", json={"text": "Hello.", "voice": f"nobody\r\n{FORGED} in a voice"})
+        r = c.post("/tts", json={"text": "Hello.", "voice_id": f"nobody\r\n{FORGED} in a voice"})
         assert r.status_code == 400
         r = c.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": f"x\n{FORGED} v"})
         assert r.status_code == 400
@@ -190,7 +190,7 @@ def test_control_characters_forge_no_log_line(srv: Server) -> None:
     lines = log.splitlines()
     assert not [line for line in lines if line.startswith(FORGED)], "a request forged a log line"
     assert not [line for line in lines if "\x1b" in line or "\r" in line]
-    assert "\\n" + FORGED in log
+    assert "\\n" + FORGED + " in a path" in log and "\\r\\n" + FORGED + " in a voice" in log
 
 
 # -- item 7: DNS rebinding and cross-site requests -----------------------------------------------
