@@ -74,7 +74,7 @@ def page_policy(script_hashes: Iterable[str], *, eval_: bool = False) -> str:
             "img-src 'self' data: blob:",
             "media-src 'self' data: blob:",
             "font-src 'self' data:",
-            "connect-src 'self'",
+            "connect-src 'self' data: blob:",  # the UI's live player fetches each sentence's data: URL
             "worker-src 'self' blob:",
             "object-src 'none'",
             "base-uri 'self'",
