@@ -147,6 +147,12 @@ def test_credentials_in_the_query_only_where_browsers_cannot_send_headers(keys: 
             await auth.authenticate(scope(path="/tts", query=f"api_key={key}", method="POST"))
         with pytest.raises(Unauthorized, match="needs an API key"):
             await auth.authenticate(scope(path="/v1/voices", query=f"api_key={key}"))
+        ok = await auth.authenticate(scope(path="/admin/logs/stream", query=f"api_key={key}"))
+        assert ok.kind == "key"
+        # only the named event streams: not any path that happens to end like one (issue 14)
+        for path in ("/v1/voices/stream", "/v1/voices/events", "/v1/jobs/a/b/events", "/x/stream"):
+            with pytest.raises(Unauthorized, match="needs an API key"):
+                await auth.authenticate(scope(path=path, query=f"api_key={key}"))
         with pytest.raises(Unauthorized, match="Bearer"):
             await auth.authenticate(scope({"Authorization": f"Basic {key}"}))
         with pytest.raises(Unauthorized, match="neither an API key"):

@@ -6,11 +6,13 @@ import hashlib
 import hmac
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,7 @@ from voiceforge.jobs.webhooks import (
     TIMESTAMP_HEADER,
     WebhookSender,
     check_url,
+    pin,
     sign,
     verify,
 )
@@ -52,6 +55,14 @@ def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
         "http://[fe80::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped loopback
         "http://224.0.0.1/hook",
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible loopback
+        "http://[::a9fe:a9fe]/latest/meta-data",  # IPv4-compatible metadata address
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 (well-known prefix) of 127.0.0.1
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of the metadata address
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
     ],
 )
 def test_private_targets_are_refused(url: str) -> None:
@@ -77,6 +88,26 @@ def test_malformed_targets_are_refused(url: str, says: str) -> None:
 
 def test_public_address_is_allowed() -> None:
     assert check_url("https://8.8.8.8/hook", allow_private=False) == "https://8.8.8.8/hook"
+    for public in ("http://[64:ff9b::808:808]/hook", "http://[2002:808:808::1]/hook"):  # NAT64, 6to4
+        assert check_url(public, allow_private=False) == public
+
+
+def test_every_resolved_address_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One private address among public ones is enough to refuse (the resolver is the system's,
+    answering for a name we made up)."""
+    answers = ["8.8.8.8", "64:ff9b::7f00:1"]
+
+    def resolve(host: str, port: int, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        assert host == "two.example"
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, 1, 6, "", (a, port)) for a in answers]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(InvalidInput, match=r"64:ff9b::7f00:1 \(that is 127.0.0.1\)"):
+        check_url("https://two.example/hook", allow_private=False)
+    answers.pop()
+    target = pin("https://two.example:8443/hook?x=1", allow_private=False)
+    assert target.connect_url == "https://8.8.8.8:8443/hook?x=1"
+    assert (target.host, target.server_name) == ("two.example:8443", "two.example")
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -168,6 +199,41 @@ def test_a_client_error_is_not_retried(store: JobStore, receiver: Receiver) -> N
     wait_state(store, job.id, "failed")
     sender.close()
     assert calls.qsize() == 1
+
+
+def test_delivery_connects_to_the_address_it_checked(
+    store: JobStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name answers a public address for the check, then a private one. The
+    attempt must connect to the address it checked, never look the name up again. The "network"
+    here carries every connection to the local receiver and notes the address asked for."""
+    url, _statuses, calls = receiver
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    lookups: list[str] = []
+    connected: list[tuple[str, int]] = []
+    system_lookup, system_connect = socket.getaddrinfo, socket.create_connection
+
+    def rebinding(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return system_lookup(host, *args, **kwargs)
+        lookups.append(host)
+        answer = "8.8.8.8" if len(lookups) == 1 else "10.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+    def network(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        connected.append(address)
+        return system_connect(("127.0.0.1", port), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket, "create_connection", network)
+    sender = WebhookSender(store, "secret", allow_private=False, attempts=1, backoff_s=0.01)
+    job = finished_job(store, f"http://rebind.test:{port}/hook")
+    sender.deliver(job)
+    wait_state(store, job.id, "delivered")
+    sender.close()
+    headers, _body = calls.get_nowait()
+    assert connected == [("8.8.8.8", port)] and lookups == ["rebind.test"]
+    assert headers["Host"] == f"rebind.test:{port}"
 
 
 def test_a_private_target_is_refused_again_at_delivery(store: JobStore, receiver: Receiver) -> None:

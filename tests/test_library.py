@@ -17,12 +17,30 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile
 
+from voiceforge.audio.decode import decode
 from voiceforge.errors import InvalidInput, NotFound
 from voiceforge.voices.library import VoiceLibrary, VoiceRecord
 from voiceforge.voices.profile import VoiceProfile
 
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28)
+SCRIPT = b"<html><script>fetch('/admin/restart', {method: 'POST'})</script></html>"
+
+
+def tone(seconds: float = 0.5, rate: int = 16000, fmt: str = "WAV") -> bytes:
+    """A real recording's bytes (a quiet 220 Hz tone): the library keeps only audio that decodes."""
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    soundfile.write(buf, 0.3 * np.sin(2 * np.pi * 220 * t), rate, format=fmt, subtype="PCM_16")
+    return buf.getvalue()
+
+
+WAV = tone()
+
+
+def same_audio(a: bytes, b: bytes) -> bool:
+    x, y = decode(a), decode(b)
+    return x.sample_rate == y.sample_rate and np.allclose(x.samples, y.samples, atol=3 / 32768)
 
 
 def make_profile(seed: int = 0, transcript: str = "你好，世界。", language: str = "zh") -> VoiceProfile:
@@ -65,13 +83,13 @@ def other(tmp_path: Path) -> Iterator[VoiceLibrary]:
 
 
 def add(lib: VoiceLibrary, name: str, seed: int = 0, meta: dict[str, Any] | None = None) -> VoiceRecord:
-    return lib.create(name, prompt=WAV + bytes([seed % 256]), prompt_format="wav",
-                      profile=make_profile(seed), consent=True, meta=meta)  # fmt: skip
+    return lib.create(name, prompt=tone(0.5 + seed / 100), profile=make_profile(seed), consent=True,
+                      meta=meta)  # fmt: skip
 
 
 def test_crud_round_trip(lib: VoiceLibrary, tmp_path: Path) -> None:
     profile = make_profile(1)
-    rec = lib.create("  Alice  ", prompt=WAV, prompt_format="wav", profile=profile, consent=True,
+    rec = lib.create("  Alice  ", prompt=WAV, profile=profile, consent=True,
                      meta={"sim": 0.81, "duration_s": 6.2, "notes": "quiet room"})  # fmt: skip
     assert rec.id.startswith("voice_") and len(rec.id) == 22
     assert (rec.name, rec.language, rec.transcript, rec.engine) == ("Alice", "zh", "你好，世界。", "kokoro")
@@ -85,7 +103,7 @@ def test_crud_round_trip(lib: VoiceLibrary, tmp_path: Path) -> None:
     for name in ("style", "envelope_mean", "envelope_std", "envelope_offset", "embedding"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(profile, name))
     assert lib.prompt_path("Alice") == tmp_path / "data" / "voices" / rec.id / "prompt.wav"
-    assert lib.prompt_path("Alice").read_bytes() == WAV
+    assert same_audio(lib.prompt_path("Alice").read_bytes(), WAV)
 
     bob = add(lib, "Bob", 2)
     assert [r.name for r in lib.list()] == ["Bob", "Alice"]  # newest first
@@ -148,13 +166,12 @@ def test_failed_create_leaves_nothing_behind(lib: VoiceLibrary, tmp_path: Path) 
     unsaveable = make_profile()
     unsaveable.meta["bad"] = object()  # to_bytes cannot write it
     with pytest.raises(TypeError):
-        lib.create("Ghost", prompt=WAV, prompt_format="wav", profile=unsaveable, consent=True)
+        lib.create("Ghost", prompt=WAV, profile=unsaveable, consent=True)
     with pytest.raises(InvalidInput, match="meta"):
-        lib.create("Ghost", prompt=WAV, prompt_format="wav", profile=make_profile(), consent=True,
-                   meta={"sim": float("nan")})  # fmt: skip
-    for fmt in ("../wav", "WAV", "", "w/v"):
-        with pytest.raises(InvalidInput, match="prompt format"):
-            lib.create("Ghost", prompt=WAV, prompt_format=fmt, profile=make_profile(), consent=True)
+        lib.create("Ghost", prompt=WAV, profile=make_profile(), consent=True, meta={"sim": float("nan")})
+    for junk in (SCRIPT, b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28), b""):
+        with pytest.raises(InvalidInput, match="prompt recording"):
+            lib.create("Ghost", prompt=junk, profile=make_profile(), consent=True)
     assert lib.list() == []
     assert entries(tmp_path / "data" / "voices") == []
 
@@ -202,7 +219,7 @@ def test_export_import_round_trip(lib: VoiceLibrary, other: VoiceLibrary) -> Non
     assert (imported.name, imported.transcript, imported.meta, imported.consent) == (
         "Alice", "改过的文本。", {"sim": 0.77}, True)  # fmt: skip
     assert imported.profile_digest == rec.profile_digest == other.profile(imported.id).digest()
-    assert other.prompt_path(imported.id).read_bytes() == lib.prompt_path(rec.id).read_bytes()
+    assert same_audio(other.prompt_path(imported.id).read_bytes(), lib.prompt_path(rec.id).read_bytes())
 
     with pytest.raises(InvalidInput, match=r"a voice named 'Alice' already exists; .*--name"):
         other.import_(data)
@@ -268,6 +285,8 @@ def hostile_exports(good: bytes) -> dict[str, bytes]:
         "profile extra field": profile_with({"meta.npy": _npy(np.array(json.dumps({**scalars, "x": 1})))}),
         "profile NaN": profile_with({"style.npy": _npy(np.full((510, 256), np.nan, np.float32))}),
         "empty prompt": swap({"prompt.wav": b""}),
+        "script as prompt": _zip({**doc_files(m, doc, "html"), "prompt.html": SCRIPT}),
+        "text as prompt": swap({"prompt.wav": b"just text, no audio"}),
         "digest mismatch": doc_with(profile_digest="0" * 32),
         "voice.json not json": swap({"voice.json": b"{nope"}),
         "voice.json a list": swap({"voice.json": b"[]"}),
@@ -276,6 +295,28 @@ def hostile_exports(good: bytes) -> dict[str, bytes]:
         "bad name": doc_with(name="\x00bad"),
         "meta not object": doc_with(meta=[1, 2]),
     }
+
+
+def doc_files(m: dict[str, bytes], doc: dict[str, Any], fmt: str) -> dict[str, bytes]:
+    """voice.json (saying prompt.<fmt>) and profile.npz of an export."""
+    return {"voice.json": json.dumps({**doc, "prompt_format": fmt}).encode(), "profile.npz": m["profile.npz"]}
+
+
+def test_an_imported_prompt_is_stored_as_wav_whatever_its_name(
+    lib: VoiceLibrary, other: VoiceLibrary, tmp_path: Path
+) -> None:
+    """A stored prompt.html was served as a page (issue 14): only decoded audio, as prompt.wav."""
+    add(lib, "Alice")
+    m = _unzip(lib.export("Alice"))
+    doc = json.loads(m["voice.json"])
+    for fmt, audio in (("html", m["prompt.wav"]), ("flac", tone(fmt="FLAC")), ("webm", tone())):
+        imported = other.import_(_zip({**doc_files(m, doc, fmt), f"prompt.{fmt}": audio}), name=fmt)
+        assert imported.prompt_format == "wav"
+        folder = tmp_path / "other" / "voices" / imported.id
+        assert sorted(p.name for p in folder.iterdir()) == ["profile.npz", "prompt.wav"]
+        assert same_audio(other.prompt_path(imported.id).read_bytes(), audio)
+        with zipfile.ZipFile(io.BytesIO(other.export(imported.id))) as z:
+            assert sorted(z.namelist()) == ["profile.npz", "prompt.wav", "voice.json"]
 
 
 def _understate(data: bytes, member: str) -> bytes:

@@ -201,7 +201,6 @@ def voices_add(
     record = library.create(
         name,
         prompt=prompt.read_bytes(),
-        prompt_format=cloned.prompt.container or "audio",
         profile=cloned.profile,
         consent=consent,
         meta={**cloned.profile.meta, "transcript_source": cloned.transcript_source},

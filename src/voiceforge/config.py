@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     body_min_s: float = Field(default=30.0, gt=0)
     body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
     ui: bool = True  # the web UI (/ui, /login, /m); off: the API alone, without importing Gradio
+    # Host names this server answers to (server/origin.py; DNS rebinding). Default: the loopback
+    # names and the bind address; any name when bound to 0.0.0.0 or ::. Behind a reverse proxy that
+    # forwards Host, name the public host: "tts.example.com" ("*.example.com" for subdomains).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Other origins whose pages may POST/PUT/PATCH/DELETE here ("https://app.example.com"); a
+    # browser request from any other origin is 403. The server's own origin is always allowed.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Render and embed the stock voices' calibration sentences in the background at start, so the
     # first saved voice does not wait ~15 s for them (they are cached per process).
     warm_cloning: bool = True
@@ -175,7 +182,7 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="on SIGTERM, running jobs get this long, then are requeued"
     )
 
-    @field_validator("engines", mode="before")
+    @field_validator("engines", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split_engines(cls, value: object) -> object:
         """``VOICEFORGE_ENGINES=kokoro,remote``: a comma-separated list (a JSON list works too)."""

@@ -56,7 +56,8 @@ def raw_request(server: Server, head: str, parts: list[tuple[bytes, float]]) -> 
 
 @pytest.mark.parametrize("path", ["/tts", "/v1/jobs"])
 def test_a_stalled_body_is_408_within_the_idle_limit(srv: Server, path: str) -> None:
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Content-Length: 200\r\n\r\n"
     answer, took = raw_request(srv, head, [(b'{"text": "', 0.0), (b"slow", 10.0)])
     assert answer.startswith("HTTP/1.1 408"), answer[:300]
     assert "stopped arriving" in answer and "/v1/uploads" in answer
@@ -65,7 +66,8 @@ def test_a_stalled_body_is_408_within_the_idle_limit(srv: Server, path: str) -> 
 
 
 def test_a_trickling_body_is_cut_at_the_total_limit(srv: Server) -> None:
-    head = "POST /tts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    head = "POST /tts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Content-Length: 500\r\n\r\n"
     answer, took = raw_request(srv, head, [(b" ", 1.0) for _ in range(20)])  # a byte a second: never idle
     assert answer.startswith("HTTP/1.1 408"), answer[:300]
     assert took < 12.0  # body_min_s 3 + 500 B at 50 kB/s, not the 20 s the sender would take

@@ -202,9 +202,7 @@ def test_batch_keeps_going_when_one_item_fails(srv: Server) -> None:
 
     db = Database(srv.home / "data")
     library = VoiceLibrary(srv.home / "data", db=db)
-    voice = library.create(
-        f"Gone{time.time_ns()}", prompt=WAV, prompt_format="wav", profile=make_profile(), consent=True
-    )
+    voice = library.create(f"Gone{time.time_ns()}", prompt=WAV, profile=make_profile(), consent=True)
     items = [
         {"text": "The first item is fine."},
         {"text": "The second item is fine too.", "format": "mp3"},

@@ -25,9 +25,11 @@ from voiceforge.jobs import create_backend
 from voiceforge.server import errors
 from voiceforge.server.auth import Authenticator, Guard
 from voiceforge.server.bodies import FORM_OVERHEAD, BodyGuard, BodyRule
+from voiceforge.server.headers import SecurityHeaders
 from voiceforge.server.limits import Limiter
 from voiceforge.server.logstream import LogStream
 from voiceforge.server.middleware import RequestContext
+from voiceforge.server.origin import OriginCheck
 from voiceforge.server.routes import admin, health, jobs, live, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
 from voiceforge.service.audit import AuditLog
@@ -158,6 +160,17 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
 
         rules.append(ui.upload_rule(settings))
+    for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
+        app.include_router(module.router)
+    scripts: list[str] = []  # inline scripts the UI inserts at run time, allowed by hash
+    if settings.ui:
+        scripts = ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and /m
+    add_middleware(app, settings, rules, scripts)
+    return app
+
+
+def add_middleware(app: FastAPI, settings: Settings, rules: list[BodyRule], scripts: list[str]) -> None:
+    """Outermost last: RequestContext (trace id) > SecurityHeaders > OriginCheck > Guard > BodyGuard."""
     # Inside Guard: a caller without a key is refused before any of its body is read.
     app.add_middleware(
         BodyGuard,
@@ -168,13 +181,10 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         min_rate=settings.body_min_rate,
     )
     app.add_middleware(Guard)  # inside RequestContext, so auth failures carry the trace id
+    app.add_middleware(OriginCheck, settings=settings)  # Host and Origin before any credential
+    app.add_middleware(SecurityHeaders, scripts=scripts)  # on every answer, refusals included
     # The access line is INFO where logs are JSON (meant for a collector), DEBUG in text logs.
     app.add_middleware(RequestContext, access_level=logging.INFO if settings.log_json else logging.DEBUG)
-    for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
-        app.include_router(module.router)
-    if settings.ui:
-        ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and the mobile page /m
-    return app
 
 
 def body_rules(settings: Settings) -> list[BodyRule]:

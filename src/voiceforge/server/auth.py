@@ -11,10 +11,11 @@ route runs, so a route that forgets ``require`` is still closed; ``require`` the
 needs a key with the admin scope (scrapers send it as ``bearer_token``).
 
 Credentials: ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``. Browsers cannot set
-headers on EventSource, WebSocket or ``<audio src>`` requests, so ``?api_key=`` (or
-``?access_token=``) is accepted too, but only on GET requests to event streams (``…/events``,
-``…/stream``), WebSockets and ``/outputs/``; anywhere else a query credential would end up in
-proxies' logs and browser history for nothing. Prefer a short-lived JWT there.
+headers on EventSource or ``<audio src>`` requests, so ``?api_key=`` (or ``?access_token=``) is
+accepted too, but only on GET requests to the event streams named in ``QUERY_CREDENTIAL_ROUTES``
+(``/v1/jobs/{id}/events``, ``/admin/logs/stream``) and to ``/outputs/``; anywhere else (a voice
+named "stream", say) a query credential would end up in proxies' logs and browser history for
+nothing. Prefer a short-lived JWT there.
 
 Links to generated audio (``/outputs/<task>.<ext>``) in responses are signed when auth is on:
 ``?expires=<unix time>&signature=<HMAC-SHA256>``, valid for ``output_url_ttl_s`` and for that one
@@ -43,6 +44,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -83,6 +85,8 @@ SESSION_PREFIX = "vfs1."  # a session cookie's value: vfs1.<base64url JSON>.<HMA
 SIGN_IN_AGAIN = "sign in again at /login"
 SESSION_PATHS = ("/ui", OUTPUTS, "/admin/")  # where the UI's cookie stands in for a key
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# The event streams (EventSource sends no headers) where ?api_key= is accepted; an explicit list.
+QUERY_CREDENTIAL_ROUTES = re.compile(r"/v1/jobs/[^/]+/events|/admin/logs/stream")
 TOUCH_EVERY_S = 60.0
 MIN_JWT_SECRET = 32
 HOW = (
@@ -380,12 +384,10 @@ def _wants_login(scope: Scope) -> bool:
 
 
 def _query_allowed(scope: Scope) -> bool:
-    """Where a browser cannot send headers: event streams, WebSockets, audio players."""
-    if scope["type"] == "websocket":
-        return True
+    """Where a browser cannot send headers: the named event streams, audio players."""
     path: str = scope["path"]
-    return scope["method"] == "GET" and (
-        path.endswith(("/events", "/stream")) or path.startswith("/outputs/")
+    return scope.get("method") == "GET" and (
+        QUERY_CREDENTIAL_ROUTES.fullmatch(path) is not None or path.startswith(OUTPUTS)
     )
 
 

@@ -4,6 +4,11 @@ stdout and ``logs/runtime.log`` (rotated by size) get every line; errors are als
 ``logs/error_archive/errors-YYYYMMDD.log``. ``VOICEFORGE_LOG_JSON=1`` writes one JSON object per
 line with the request's trace id, key id and cost. Request context travels in contextvars, set by
 the request middleware, so stage lines need no plumbing.
+
+A text line is one line: control characters in it (a newline in a request path or a voice name, a
+carriage return, a terminal escape) are written escaped (``\\n``, ``\\r``, ``\\x1b``), so what a
+client sends can never forge a line in ``runtime.log`` or the admin's live view. A traceback keeps
+its lines, but none of them can pass for a record. JSON lines are escaped by JSON itself.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextvars
 import json
 import logging
 import logging.handlers
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +31,11 @@ key_id: contextvars.ContextVar[str] = contextvars.ContextVar("key_id", default="
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(trace_id)s]: %(message)s"
 RUNTIME_LOG = "runtime.log"
 ACCESS_FIELDS = ("method", "route", "path", "status", "cost_ms")  # extras of the access line
+# C0 and C1 controls (tab aside), DEL, and the Unicode line and paragraph separators: as escapes.
+_CONTROLS = [*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+_ESCAPES = {c: "\\n" if c == 0x0A else "\\r" if c == 0x0D else ascii(chr(c))[1:-1] for c in _CONTROLS}
+_TRACEBACK_ESCAPES = {c: e for c, e in _ESCAPES.items() if c != 0x0A}
+_LOOKS_LIKE_A_RECORD = re.compile(r"^(?=\d{4}-\d\d-\d\d)", re.M)  # TEXT_FORMAT starts with the date
 
 
 class ContextFilter(logging.Filter):
@@ -94,6 +105,21 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         self._size += len(getattr(record, "message", "")) + 64  # near enough, without formatting again
 
 
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` with every control character escaped: one record, one line (plus its
+    traceback, whose lines are indented where they could pass for a record)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (the stdlib's name)
+        return super().formatMessage(record).translate(_ESCAPES)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        text = super().formatException(ei).translate(_TRACEBACK_ESCAPES)
+        return _LOOKS_LIKE_A_RECORD.sub("  ", text)
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return _LOOKS_LIKE_A_RECORD.sub("  ", stack_info.translate(_TRACEBACK_ESCAPES))
+
+
 class _FormatOnce(logging.Formatter):
     """Formats a record once for every handler that shows it (stdout, runtime.log, the archive,
     the live stream) instead of once per handler."""
@@ -113,7 +139,7 @@ class _FormatOnce(logging.Formatter):
 
 def make_formatter(settings: Settings) -> logging.Formatter:
     """Text (``TEXT_FORMAT``, UTC) or one JSON object per line, as ``settings.log_json`` says."""
-    inner: logging.Formatter = JsonFormatter() if settings.log_json else logging.Formatter(TEXT_FORMAT)
+    inner: logging.Formatter = JsonFormatter() if settings.log_json else TextFormatter(TEXT_FORMAT)
     inner.converter = time.gmtime
     return _FormatOnce(inner, "_voiceforge_json" if settings.log_json else "_voiceforge_text")
 

@@ -24,7 +24,9 @@ def upload_rule(settings: Settings) -> BodyRule:
     )
 
 
-def mount(app: FastAPI, settings: Settings) -> None:
+def mount(app: FastAPI, settings: Settings) -> list[str]:
+    """Mount the UI; return the inline scripts it inserts at run time (the page policy allows
+    exactly these by hash, server/headers.py)."""
     from voiceforge.ui import pages
     from voiceforge.ui.app import CSS, build
 
@@ -36,6 +38,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     theme = gr.themes.Default(
         primary_hue="orange", font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
+    ui_js = pages.static("ui.js")
     gr.mount_gradio_app(
         app,
         build(services),
@@ -50,5 +53,6 @@ def mount(app: FastAPI, settings: Settings) -> None:
         ssr_mode=False,
         theme=theme,
         css=CSS,
-        head=f"<script>{pages.static('ui.js')}</script>",
+        head=f"<script>{ui_js}</script>",  # Gradio inserts it as a script with exactly this text
     )
+    return [ui_js]

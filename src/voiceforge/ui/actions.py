@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voiceforge.audio.decode import decode
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import AudioChunk, SynthesisRequest
 from voiceforge.errors import Forbidden, InvalidInput
@@ -158,7 +157,6 @@ def save_voice(speech: SpeechService, name: str, path: Path, transcript: str | N
     return speech.library.create(
         name,
         prompt=prompt,
-        prompt_format=decode(prompt).container,
         profile=voice.profile,
         consent=False,
         meta=meta,

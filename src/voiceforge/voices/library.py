@@ -3,6 +3,10 @@
 Rows live in the ``voices`` table of the shared database (:mod:`voiceforge.db`).
 Files are written atomically and a row is committed only once its files are in place. Ids are
 checked against their exact pattern before any path is built, so no caller string reaches the disk.
+A prompt recording is decoded and stored re-encoded as ``prompt.wav`` (created or imported alike):
+only audio that decodes is kept, and no name or extension a caller gave reaches the disk, so no
+stored file can be served as anything but audio. Voices saved by older versions keep their
+``prompt.<container>``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from sqlalchemy import JSON, DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from voiceforge.audio.decode import decode
+from voiceforge.audio.encode import AudioFormat, encode
 from voiceforge.db import Base, Database, aware, utcnow
 from voiceforge.errors import InvalidInput, NotFound
 from voiceforge.voices.profile import VoiceProfile
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_NAME = 64
 MAX_EXPORT_BYTES = 64 * 1024 * 1024  # total uncompressed size of an import
 MAX_PROFILE_BYTES = 16 * 1024 * 1024  # total uncompressed arrays inside a profile .npz (~0.6 MB real)
+MAX_PROMPT_S = 60.0  # the longest recording enrollment takes (audio/prompt.py), so the longest stored
+PROMPT_FORMAT = "wav"  # every prompt is stored as prompt.wav
 _ID = re.compile(r"voice_[0-9a-f]{16}")
 _FORMAT = re.compile(r"[a-z0-9]{1,8}")
 _SAFE_ZIP = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # bz2/lzma decompress without a size bound
@@ -62,7 +70,7 @@ class VoiceRecord:
     engine: str
     created_at: datetime  # UTC, aware
     updated_at: datetime
-    prompt_format: str  # file extension of the prompt recording ("wav")
+    prompt_format: str  # file extension of the prompt recording: "wav" (older versions: the container)
     profile_digest: str
     meta: dict[str, Any]  # enrollment figures (SIM, duration, notes), JSON-serialisable
 
@@ -126,10 +134,10 @@ class VoiceLibrary:
         return path
 
     # -- changes ---------------------------------------------------------------------------------
-    def create(self, name: str, *, prompt: bytes, prompt_format: str, profile: VoiceProfile, consent: bool,
+    def create(self, name: str, *, prompt: bytes, profile: VoiceProfile, consent: bool,
                meta: dict[str, Any] | None = None) -> VoiceRecord:  # fmt: skip
-        """Store a new voice; language, transcript and engine come from the profile."""
-        return self._create(name, prompt, prompt_format, profile, consent, meta, _RENAME_HINT)
+        """Store a new voice, its recording as WAV; language, transcript and engine come from the profile."""
+        return self._create(name, prompt, "the prompt recording", profile, consent, meta, _RENAME_HINT)
 
     def rename(self, ref: str, new_name: str) -> VoiceRecord:
         name = _check_name(new_name)
@@ -179,7 +187,8 @@ class VoiceLibrary:
 
     # -- export / import -------------------------------------------------------------------------
     def export(self, ref: str) -> bytes:
-        """A zip of voice.json (the record), profile.npz and prompt.<ext>, for import_ elsewhere."""
+        """A zip of voice.json (the record), profile.npz and prompt.wav (an older voice: prompt.<its
+        container>), for import_ elsewhere."""
         rec = self.get(ref)
         folder = self._dir(rec.id)
         try:
@@ -199,7 +208,8 @@ class VoiceLibrary:
         return buf.getvalue()
 
     def import_(self, data: bytes, *, name: str | None = None) -> VoiceRecord:
-        """A voice from an export, under a new id (and `name` when given); everything is validated."""
+        """A voice from an export, under a new id (and `name` when given); everything is validated and
+        the recording, whatever its name in the zip, is decoded and stored as prompt.wav."""
         members = _read_zip(data, MAX_EXPORT_BYTES, "voice export")
         prompts = [m for m in members if m.startswith("prompt.") and _FORMAT.fullmatch(m[7:])]
         if len(members) != 3 or not prompts or {"voice.json", "profile.npz"} - members.keys():
@@ -225,29 +235,29 @@ class VoiceLibrary:
             )
         chosen = doc.get("name") if name is None else name
         hint = "import it under another name with --name"
-        return self._create(chosen, members[prompts[0]], fmt, profile, doc["consent"], doc.get("meta"), hint)
+        what = f"{prompts[0]} in the export"
+        return self._create(chosen, members[prompts[0]], what, profile, doc["consent"], doc.get("meta"), hint)
 
     # -- internals -------------------------------------------------------------------------------
-    def _create(self, name: object, prompt: bytes, prompt_format: str, profile: VoiceProfile, consent: bool,
+    def _create(self, name: object, prompt: bytes, what: str, profile: VoiceProfile, consent: bool,
                 meta: object, hint: str) -> VoiceRecord:  # fmt: skip
         clean = _check_name(name)
-        if not isinstance(prompt_format, str) or not _FORMAT.fullmatch(prompt_format):
-            raise InvalidInput(f"prompt format {prompt_format!r} is not a file extension like 'wav'")
         if not prompt:
-            raise InvalidInput("the prompt recording is empty; upload 3–15 s of speech")
+            raise InvalidInput(f"{what} is empty; upload 3–15 s of speech")
         meta = _check_meta(meta)
         with self._tx() as s:
             _check_free(s, clean, hint)  # fail before writing files in the common case
+        wav = _as_wav(prompt, what)
         voice_id = f"voice_{uuid.uuid4().hex[:16]}"
         folder = self._dir(voice_id)
         folder.mkdir(parents=True)
         try:
-            _write_atomic(folder / f"prompt.{prompt_format}", prompt)
+            _write_atomic(folder / f"prompt.{PROMPT_FORMAT}", wav)
             _write_atomic(folder / "profile.npz", profile.to_bytes())
             now = utcnow()
             row = _VoiceRow(id=voice_id, name=clean, name_key=_key(clean), language=profile.language,
                             transcript=profile.transcript, consent=bool(consent), engine=profile.engine,
-                            prompt_format=prompt_format, profile_digest=profile.digest(), meta=meta,
+                            prompt_format=PROMPT_FORMAT, profile_digest=profile.digest(), meta=meta,
                             created_at=now, updated_at=now)  # fmt: skip
             with self._tx(write=True) as s:
                 _check_free(s, clean, hint)
@@ -362,6 +372,20 @@ def _read_zip(data: bytes, limit: int, what: str) -> dict[str, bytes]:
             return out
     except _ZIP_ERRORS as e:
         raise InvalidInput(f"the {what} is not a readable zip ({e})") from e
+
+
+def _as_wav(data: bytes, what: str) -> bytes:
+    """``data`` decoded (mono, its own rate) and written again as 16-bit WAV; InvalidInput naming
+    ``what`` when it is not audio that decodes."""
+    try:
+        audio = decode(data, max_duration_s=MAX_PROMPT_S)
+        return encode(audio.samples, audio.sample_rate, AudioFormat.WAV)
+    except InvalidInput as e:
+        raise InvalidInput(
+            f"{what} is not audio that decodes ({e.message}); a voice keeps only a recording "
+            f"(WAV, FLAC, MP3, Ogg, WebM, M4A) of at most {MAX_PROMPT_S:g} s",
+            detail=e.detail,
+        ) from e
 
 
 def _load_profile(data: bytes) -> VoiceProfile:

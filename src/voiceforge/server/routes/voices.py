@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from voiceforge.errors import Conflict, InvalidInput, NotFound
 from voiceforge.server.auth import require
 from voiceforge.server.bodies import json_object, read_form
+from voiceforge.server.headers import user_file_headers
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import upload_service
 from voiceforge.server.state import Services, services
@@ -40,11 +41,6 @@ router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
 T = TypeVar("T")
 _CREATE_HINT = "pick another name, or rename or delete that voice (PATCH or DELETE /v1/voices/{id})"
 _IMPORT_HINT = "import it under another name (the form field 'name')"
-_MEDIA = {
-    "wav": "audio/wav", "rf64": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg",
-    "webm": "audio/webm", "matroska": "audio/x-matroska", "mp4": "audio/mp4", "aac": "audio/aac",
-    "aiff": "audio/aiff", "caf": "audio/x-caf", "amr": "audio/amr",
-}  # fmt: skip
 
 
 # -- shapes --------------------------------------------------------------------------------------
@@ -180,7 +176,6 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         svc.library.create,
         body.name,
         prompt=prompt,
-        prompt_format=cloned.prompt.container or "audio",
         profile=cloned.profile,
         consent=body.consent,
         meta=meta,
@@ -251,19 +246,14 @@ async def delete_voice(ref: str, svc: Annotated[Services, Depends(services)]) ->
 
 
 @router.get("/v1/voices/{ref}/prompt", response_class=FileResponse)
-async def voice_prompt(ref: str, svc: Annotated[Services, Depends(services)]) -> FileResponse:
-    """The recording a saved voice was cloned from, for preview."""
+async def voice_prompt(
+    ref: str, request: Request, svc: Annotated[Services, Depends(services)]
+) -> FileResponse:
+    """The recording a saved voice was cloned from (WAV), for preview."""
     _not_stock(svc, ref, "previewed here (stock voices have no recording)")
     path = await run_in_threadpool(svc.library.prompt_path, ref)
-    fmt = path.suffix.lstrip(".")
-    return FileResponse(
-        path,
-        media_type=_MEDIA.get(fmt, "application/octet-stream"),
-        headers={
-            "Content-Disposition": f'inline; filename="{path.parent.name}.{fmt}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    name = f"{path.parent.name}{path.suffix}"
+    return FileResponse(path, headers=user_file_headers(name, request.headers.get("sec-fetch-dest")))
 
 
 @router.get("/v1/voices/{ref}/export", response_class=Response)
