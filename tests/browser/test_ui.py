@@ -264,13 +264,12 @@ def test_mobile_page_records_from_the_microphone_sends_and_plays(
 def test_mobile_live_transcript_survives_a_dropped_connection(browser: Any, server: Server) -> None:
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
-    finals = "document.querySelectorAll('#finals p')"
-    try:
+    try:  # /m's CSP forbids eval, which wait_for_function needs: wait by selector instead
         page.goto(server.url + "/m")
         page.click("#live")  # the fake microphone plays the F5 prompt over and over
-        page.wait_for_function(f"{finals}.length >= 1", timeout=90_000)
+        page.wait_for_selector("#finals p", timeout=90_000)
         page.evaluate("window.voiceforgeLive.socket.close()")  # the network drops
-        page.wait_for_function(f"{finals}.length >= 3", timeout=120_000)
+        page.wait_for_selector("#finals p:nth-of-type(3)", timeout=120_000)
         page.click("#live")  # stop: the server sends what is left, then done
         page.wait_for_timeout(1500)
         lines = page.eval_on_selector_all(

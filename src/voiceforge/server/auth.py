@@ -13,7 +13,8 @@ needs a key with the admin scope (scrapers send it as ``bearer_token``).
 Credentials: ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``. Browsers cannot set
 headers on EventSource or ``<audio src>`` requests, so ``?api_key=`` (or ``?access_token=``) is
 accepted too, but only on GET requests to the event streams named in ``QUERY_CREDENTIAL_ROUTES``
-(``/v1/jobs/{id}/events``, ``/admin/logs/stream``) and to ``/outputs/``; anywhere else (a voice
+(``/v1/jobs/{id}/events``, ``/admin/logs/stream``), to ``/outputs/`` and on the live-transcription
+WebSocket (``/v1/audio/live``); anywhere else (a voice
 named "stream", say) a query credential would end up in proxies' logs and browser history for
 nothing. Prefer a short-lived JWT there.
 
@@ -87,6 +88,7 @@ SESSION_PATHS = ("/ui", OUTPUTS, "/admin/")  # where the UI's cookie stands in f
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # The event streams (EventSource sends no headers) where ?api_key= is accepted; an explicit list.
 QUERY_CREDENTIAL_ROUTES = re.compile(r"/v1/jobs/[^/]+/events|/admin/logs/stream")
+QUERY_CREDENTIAL_SOCKETS = frozenset({"/v1/audio/live"})
 TOUCH_EVERY_S = 60.0
 MIN_JWT_SECRET = 32
 HOW = (
@@ -384,8 +386,10 @@ def _wants_login(scope: Scope) -> bool:
 
 
 def _query_allowed(scope: Scope) -> bool:
-    """Where a browser cannot send headers: the named event streams, audio players."""
+    """Where a browser cannot send headers: the named event streams and WebSockets, audio players."""
     path: str = scope["path"]
+    if scope["type"] == "websocket":
+        return path in QUERY_CREDENTIAL_SOCKETS
     return scope.get("method") == "GET" and (
         QUERY_CREDENTIAL_ROUTES.fullmatch(path) is not None or path.startswith(OUTPUTS)
     )
