@@ -19,9 +19,9 @@ from voiceforge.config import Settings
 from voiceforge.db import Database
 from voiceforge.errors import InvalidInput, NotFound, Unauthorized
 from voiceforge.server.app import auth_required, build_services
-from voiceforge.server.auth import ANONYMOUS, Authenticator, Guard, Principal, require
+from voiceforge.server.admission import Guard, admit, require
+from voiceforge.server.auth import ANONYMOUS, Authenticator, Principal
 from voiceforge.server.errors import install
-from voiceforge.server.limits import admit
 from voiceforge.service.audit import AuditLog
 from voiceforge.service.keys import KeyStore, parse_scopes
 

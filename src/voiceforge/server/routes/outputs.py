@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from voiceforge.audio.encode import parse_format
+from voiceforge.errors import NotFound
+from voiceforge.server.admission import may_read_output, ticket_of
 from voiceforge.server.state import Services, services
 
 router = APIRouter(tags=["outputs"])
@@ -20,9 +22,15 @@ _SUBTITLES = {"srt": "application/x-subrip; charset=utf-8", "vtt": "text/vtt; ch
 @router.get(
     "/outputs/{name}", response_class=FileResponse, responses={404: {"description": "no such output"}}
 )
-async def output(name: str, svc: Annotated[Services, Depends(services)]) -> FileResponse:
-    """The audio file of a finished task. Outputs are removed after the retention period."""
+async def output(name: str, request: Request, svc: Annotated[Services, Depends(services)]) -> FileResponse:
+    """The audio file of a finished task. Outputs are removed after the retention period.
+
+    With auth on, only for the key it was made for (or handed to from the cache), the owner of the
+    job that made it, an admin, or a signed link; anyone else gets the 404 of a missing file.
+    """
     path = svc.speech.storage.path(name)  # validates the name; NotFound otherwise
+    if svc.auth.required and not await may_read_output(svc, ticket_of(request).principal, name):
+        raise NotFound(f"output {name!r} does not exist (expired after the retention period?)")
     ext = path.suffix.lstrip(".")
     try:
         media = _SUBTITLES.get(ext) or parse_format(ext).mime_type
