@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from voiceforge.config import Settings
 from voiceforge.db import Database
 from voiceforge.errors import InvalidInput, NotFound, Unauthorized
-from voiceforge.server.app import auth_required, build_services
 from voiceforge.server.admission import Guard, admit, require
+from voiceforge.server.app import auth_required, build_services
 from voiceforge.server.auth import ANONYMOUS, Authenticator, Principal
 from voiceforge.server.errors import install
 from voiceforge.service.audit import AuditLog

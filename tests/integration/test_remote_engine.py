@@ -8,7 +8,6 @@ errors named after it, and the remote going down: 503s that say so, then the bre
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import re

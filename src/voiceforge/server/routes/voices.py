@@ -162,12 +162,12 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
             f"language {body.language!r} is not one the engine speaks; use {' or '.join(langs)}"
         )
     await run_in_threadpool(_check_free, svc.library, body.name)
-    if not body.consent:  # before the enrollment's seconds of CPU; the library checks it again
-        raise InvalidInput(NO_CONSENT, detail={"param": "consent"})
     if prompt is None:
         assert body.upload_id is not None
         uploads = await owned(request, svc, body.upload_id)  # another key's upload: 404
         prompt = await run_in_threadpool(uploads.read, body.upload_id)
+    if not body.consent:  # before the enrollment's seconds of CPU; the library checks it again
+        raise InvalidInput(NO_CONSENT, detail={"param": "consent"})
     log.info(
         "[%s] enrolling voice %r from %d bytes (%s)",
         task_id,
