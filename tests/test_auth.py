@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from voiceforge.config import Settings
 from voiceforge.db import Database
 from voiceforge.errors import InvalidInput, NotFound, Unauthorized
+from voiceforge.server.admission import Guard, admit, require
 from voiceforge.server.app import auth_required, build_services
-from voiceforge.server.auth import ANONYMOUS, Authenticator, Guard, Principal, require
+from voiceforge.server.auth import ANONYMOUS, Authenticator, Principal
 from voiceforge.server.errors import install
-from voiceforge.server.limits import admit
 from voiceforge.service.audit import AuditLog
 from voiceforge.service.keys import KeyStore, parse_scopes
 

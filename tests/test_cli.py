@@ -87,6 +87,14 @@ def test_doctor_reports_every_model_ok():
     assert proc.stdout.count("ok ") >= 4 and "FAIL" not in proc.stdout
 
 
+def test_saving_a_voice_needs_consent(tmp_path, shared_audio):
+    env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data")}
+    proc = run("voices", "add", "Unasked", str(shared_audio / "en_prompt_f5.wav"), env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--consent" in proc.stderr and "agreed to be cloned" in proc.stderr
+    assert "Unasked" not in run("voices", env=env).stdout
+
+
 def test_clone_a_voice_save_it_and_speak_with_it(tmp_path, shared_audio):
     env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data")}
     prompt = str(shared_audio / "zh_prompt_cosyvoice.wav")

@@ -95,7 +95,9 @@ def test_crud_round_trip(lib: VoiceLibrary, tmp_path: Path) -> None:
     assert (rec.name, rec.language, rec.transcript, rec.engine) == ("Alice", "zh", "你好，世界。", "kokoro")
     assert rec.consent and rec.prompt_format == "wav" and rec.profile_digest == profile.digest()
     assert rec.created_at.tzinfo is not None and rec.created_at.utcoffset() == UTC.utcoffset(None)
-    assert rec.meta == {"sim": 0.81, "duration_s": 6.2, "notes": "quiet room"}
+    consent = {"consent_by": "local", "consent_at": rec.meta["consent_at"]}
+    assert rec.meta == {"sim": 0.81, "duration_s": 6.2, "notes": "quiet room", **consent}
+    assert rec.consent_by == "local" and rec.consent_at is not None
     assert lib.get(rec.id) == rec == lib.get("alice") == lib.get(" ALICE ")
 
     loaded = lib.profile(rec.id)
@@ -206,6 +208,19 @@ def test_hostile_refs_never_reach_the_disk(lib: VoiceLibrary, tmp_path: Path) ->
     assert lib.get("Real") == real
 
 
+def test_a_voice_is_saved_only_with_consent(lib: VoiceLibrary) -> None:
+    with pytest.raises(InvalidInput, match=r"consent is missing or false.*consent=true") as refused:
+        lib.create("Nobody asked", prompt=WAV, profile=make_profile(), consent=False)
+    assert refused.value.detail == {"param": "consent"} and lib.list() == []
+    rec = lib.create("Asked", prompt=WAV, profile=make_profile(), consent=True,
+                     consent_by="key123")  # fmt: skip
+    assert (rec.consent, rec.consent_by) == (True, "key123") and rec.consent_at is not None
+    withdrawn = lib.update("Asked", consent=False)
+    assert (withdrawn.consent, withdrawn.consent_by, withdrawn.consent_at) == (False, None, None)
+    with pytest.raises(InvalidInput, match="consent: false"):
+        lib.import_(lib.export("Asked"), name="Copy")
+
+
 def test_export_import_round_trip(lib: VoiceLibrary, other: VoiceLibrary) -> None:
     rec = add(lib, "Alice", 4, meta={"sim": 0.77})
     lib.update("Alice", transcript="改过的文本。")
@@ -217,7 +232,8 @@ def test_export_import_round_trip(lib: VoiceLibrary, other: VoiceLibrary) -> Non
     imported = other.import_(data)
     assert imported.id != rec.id
     assert (imported.name, imported.transcript, imported.meta, imported.consent) == (
-        "Alice", "改过的文本。", {"sim": 0.77}, True)  # fmt: skip
+        "Alice", "改过的文本。", rec.meta, True)  # fmt: skip
+    assert imported.meta["sim"] == 0.77 and imported.consent_at == rec.consent_at  # consent travels
     assert imported.profile_digest == rec.profile_digest == other.profile(imported.id).digest()
     assert same_audio(other.prompt_path(imported.id).read_bytes(), lib.prompt_path(rec.id).read_bytes())
 

@@ -5,6 +5,7 @@ A user's mistake ends in one line on stderr and exit status 2, never a traceback
 
 from __future__ import annotations
 
+import getpass
 import importlib.metadata
 import json
 import logging
@@ -20,6 +21,7 @@ import typer
 from voiceforge.batch.cli import batch
 from voiceforge.config import Settings
 from voiceforge.errors import InvalidInput, NotFound, VoiceforgeError
+from voiceforge.voices.library import NO_CONSENT
 
 if TYPE_CHECKING:
     from voiceforge.engines.base import Engine
@@ -189,10 +191,16 @@ def voices_add(
         str | None, typer.Option(help="what the recording says; default: recognised")
     ] = None,
     language: Annotated[str | None, typer.Option(help="zh or en; default: detected")] = None,
-    consent: Annotated[bool, typer.Option(help="the speaker agreed to be cloned")] = False,
+    consent: Annotated[
+        bool, typer.Option(help="required: the speaker agreed to be cloned (recorded with your user name)")
+    ] = False,
 ) -> None:
-    """Clone a voice from a recording and save it under NAME."""
+    """Clone a voice from a recording and save it under NAME (needs --consent)."""
     from voiceforge.engines.registry import create_engine
+
+    if not consent:  # before the enrollment's seconds of CPU; the library refuses it too
+        typer.echo(f"error: {NO_CONSENT.replace('consent=true', '--consent')}", err=True)
+        raise typer.Exit(2)
 
     settings = Settings()
     library = _library(settings)
@@ -204,6 +212,7 @@ def voices_add(
         profile=cloned.profile,
         consent=consent,
         meta={**cloned.profile.meta, "transcript_source": cloned.transcript_source},
+        consent_by=f"cli:{getpass.getuser()}",
     )
     for note in cloned.prompt.notes:
         typer.echo(f"note: {note}", err=True)

@@ -135,6 +135,9 @@ def test_voice_library_saves_lists_previews_renames_and_deletes(
         "document.querySelector('#vf-prompt-status').innerText.includes('✅')", timeout=60_000
     )
     page.fill("#vf-save-name textarea", "小助手")
+    page.get_by_role("button", name="保存到音色库").click()  # refused: nobody affirmed consent
+    page.wait_for_function("document.querySelector('#vf-prompt-status').innerText.includes('同意')")
+    page.check("#vf-consent input")
     page.get_by_role("button", name="保存到音色库").click()  # the clone the modes test made is reused
     page.wait_for_function(
         "document.querySelector('#vf-prompt-status').innerText.includes('小助手')", timeout=120_000

@@ -245,7 +245,7 @@ def test_jobs_complete_across_two_workers_and_their_logs_reach_the_api(cluster: 
 
 def test_events_stream_progress_from_a_worker_and_a_cancel_reaches_it(cluster: Cluster) -> None:
     with client(cluster) as h:
-        job_id = submit(h, {"kind": "tts", "text": LONG, "seed": 3})
+        job_id = submit(h, {"kind": "tts", "text": f"{LONG} Take 3.", "seed": 3})
         seen: list[tuple[str, dict[str, Any]]] = []
         kind, cancelled = "", False
         with h.stream("GET", f"/v1/jobs/{job_id}/events") as r:
@@ -266,7 +266,7 @@ def test_a_worker_killed_mid_synthesis_leaves_a_job_that_completes_exactly_once(
 ) -> None:
     url, calls = webhooks
     with client(cluster) as h:
-        job_id = submit(h, {"kind": "tts", "text": LONG, "seed": 7, "webhook_url": url})
+        job_id = submit(h, {"kind": "tts", "text": f"{LONG} Take 7.", "seed": 7, "webhook_url": url})
         wait_for(h, job_id, lambda j: j["progress"] > 0)
         victim = running_on(cluster, job_id)
         victim.process.send_signal(signal.SIGKILL)
@@ -304,7 +304,7 @@ def test_redis_restarted_mid_run_loses_no_job(cluster: Cluster) -> None:
 
 def test_sigterm_requeues_the_running_job_and_another_worker_finishes_it(cluster: Cluster) -> None:
     with client(cluster) as h:
-        job_id = submit(h, {"kind": "tts", "text": LONG, "seed": 9})
+        job_id = submit(h, {"kind": "tts", "text": f"{LONG} Take 9.", "seed": 9})
         wait_for(h, job_id, lambda j: j["progress"] > 0)
         leaving = running_on(cluster, job_id)
         leaving.process.send_signal(signal.SIGTERM)
@@ -345,7 +345,7 @@ def test_sigterm_with_a_drain_period_lets_the_running_job_finish(cluster: Cluste
         w.process.wait(30)
     patient = cluster.worker("w9", VOICEFORGE_WORKER_DRAIN_S="120")
     with client(cluster) as h:
-        job_id = submit(h, {"kind": "tts", "text": LONG, "seed": 21})
+        job_id = submit(h, {"kind": "tts", "text": f"{LONG} Take 21.", "seed": 21})
         wait_for(h, job_id, lambda j: j["progress"] > 0)
         patient.process.send_signal(signal.SIGTERM)
         done = wait_for(h, job_id, finished)

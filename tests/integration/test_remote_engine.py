@@ -8,7 +8,6 @@ errors named after it, and the remote going down: 503s that say so, then the bre
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import re
@@ -126,17 +125,18 @@ def test_remote_audio_is_passed_on_while_the_remote_still_speaks(front: Server, 
     assert len(audio) / RATE > 6.0
 
 
-def test_tts_with_a_prompt_uploads_the_voice_once(
+def test_a_saved_voice_is_uploaded_once_with_its_consent(
     front: Server, remote: Server, shared_audio: Path, manifest: dict[str, Any]
 ) -> None:
-    prompt = base64.b64encode((shared_audio / F5).read_bytes()).decode()
     said = manifest[F5]["transcript"]
+    form = {"name": "Remote Nature", "transcript": said, "language": "en", "consent": "true"}
+    with front.client() as c:
+        made = c.post("/v1/voices", data=form, files={"file": ("clip", (shared_audio / F5).read_bytes())})
+        assert made.status_code == 201, made.text
     urls = []
     for text in ("Hello from a cloned voice.", "A second sentence in the same voice."):
         with front.client() as c:
-            r = c.post(
-                "/tts", json={"text": text, "model": "remote", "prompt_audio": prompt, "prompt_text": said}
-            )
+            r = c.post("/tts", json={"text": text, "model": "remote", "voice_id": made.json()["id"]})
             assert r.status_code == 200, r.text
             assert r.json()["duration"] > 0.8
             urls.append(r.json()["audio_url"])
@@ -146,6 +146,7 @@ def test_tts_with_a_prompt_uploads_the_voice_once(
     with httpx.Client(base_url=remote.url) as c:
         saved = [v for v in c.get("/v1/voices").json()["voices"] if v["kind"] == "saved"]
     assert len(saved) == 1 and saved[0]["name"].startswith("vf-") and saved[0]["transcript"] == said
+    assert saved[0]["consent"] is True  # the real value, as the front recorded it
     assert f"voice {saved[0]['name']} ({saved[0]['id']})" in remote.log  # the remote spoke in it
 
 

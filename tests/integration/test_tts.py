@@ -122,6 +122,16 @@ def test_zero_shot_clone_then_cached_and_cross_lingual(server: Server, shared_au
     assert server.log.count("prompt already enrolled") >= 1
 
 
+def test_kokoro_takes_no_seed_so_another_seed_is_the_same_cached_take(server: Server) -> None:
+    with server.client() as c:
+        caps = next(m for m in c.get("/v1/models").json()["data"] if m["id"] == "kokoro")["capabilities"]
+        assert caps["seeding"] is False and caps["seed"] is False
+        first = c.post("/tts", json={"text": "One take, whatever the seed.", "seed": 11}).json()
+        other = c.post("/tts", json={"text": "One take, whatever the seed.", "seed": 12}).json()
+        assert (first["cached"], other["cached"]) == (False, True), other  # not synthesised again
+        assert other["audio_url"].split("?")[0] == first["audio_url"].split("?")[0]
+
+
 def test_instruct_mode(server: Server) -> None:
     with server.client() as c:
         r = c.post(

@@ -72,6 +72,17 @@ def test_enrolled_voice_record(nature: dict[str, Any], manifest: dict[str, dict[
     assert nature["transcript"] == manifest[F5]["transcript"] and nature["transcript_source"] == "given"
     assert 0 < nature["stock_sim"] <= 1 and 0 < nature["calibration_sim"] <= 1 and nature["conversion"]
     assert nature["created_at"] and nature["prompt_url"] == f"/v1/voices/{nature['id']}/prompt"
+    assert nature["consent_by"] == "anonymous" and nature["consent_at"]  # who affirmed it, and when
+
+
+def test_a_voice_is_not_saved_without_consent(server: Server, shared_audio: Path) -> None:
+    with server.client() as c:
+        for form in ({"name": "Unasked"}, {"name": "Unasked", "consent": "false"}):
+            r = c.post("/v1/voices", data=form, files={"file": ("x.wav", (shared_audio / F5).read_bytes())})
+            assert r.status_code == 400, r.text
+            assert "consent" in r.json()["error"] and "consent=true" in r.json()["error"]
+        assert c.get("/v1/voices/Unasked").status_code == 404
+        assert "enrolling voice 'Unasked'" not in server.log  # refused before the enrollment's CPU
 
 
 def test_list_get_and_preview(server: Server, nature: dict[str, Any], shared_audio: Path) -> None:
@@ -117,6 +128,12 @@ def test_rename_patch_clash_export_import_delete(server: Server, nature: dict[st
             "Some call me nature.",
             False,
         )
+        assert (r.json()["consent_by"], r.json()["consent_at"]) == (None, None)  # withdrawn
+        withdrawn = c.get(f"/v1/voices/{nature['id']}/export").content
+        r = c.post("/v1/voices/import", files={"file": ("v.zip", withdrawn)}, data={"name": "No consent"})
+        assert r.status_code == 400 and "consent" in r.json()["error"], r.text
+        r = c.patch(f"/v1/voices/{nature['id']}", json={"consent": True})  # affirmed again, by this caller
+        assert (r.json()["consent"], r.json()["consent_by"]) == (True, "anonymous"), r.text
         # A clash is refused before any enrollment work, whatever the case of the name.
         clash = c.post("/v1/voices", data={"name": "mother nature"}, files={"file": ("a", b"RIFF")})
         assert clash.status_code == 409 and "already exists" in clash.json()["error"]
@@ -159,7 +176,7 @@ def test_voice_from_an_upload_is_transcribed_by_whisper(
         upload_id = upload.json()["upload_id"]
         c.put(f"/v1/uploads/{upload_id}", content=data)
         assert c.post(f"/v1/uploads/{upload_id}/complete").status_code == 200
-        r = c.post("/v1/voices", json={"name": "希望", "upload_id": upload_id})
+        r = c.post("/v1/voices", json={"name": "希望", "upload_id": upload_id, "consent": True})
         assert r.status_code == 201, r.text
         voice = r.json()
         assert voice["transcript_source"] == "asr" and voice["language"] == "zh"
@@ -174,7 +191,8 @@ def test_one_second_recording_is_refused_by_the_prompt_check(server: Server, sha
     buf = io.BytesIO()
     soundfile.write(buf, samples[:rate], rate, format="WAV")
     with server.client() as c:
-        r = c.post("/v1/voices", data={"name": "Too short"}, files={"file": ("a.wav", buf.getvalue())})
+        form = {"name": "Too short", "consent": "true"}
+        r = c.post("/v1/voices", data=form, files={"file": ("a.wav", buf.getvalue())})
         assert r.status_code == 400 and "at least 3 s is needed" in r.json()["error"], r.text
         assert c.get("/v1/voices/Too short").status_code == 404
 

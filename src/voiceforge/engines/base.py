@@ -42,7 +42,9 @@ class Capabilities:
     tags: frozenset[str] = frozenset()  # tags it renders ([breath], <strong>); the rest are dropped
     pronunciation: bool = True  # [h][ào] pinyin and [M][AY0] CMU phoneme markup
     speed_when_streaming: bool = True  # False: `speed` applies only to whole (non-streamed) renders
-    seed: bool = True  # the same seed gives the same audio
+    # The seed picks the take: the same seed gives the same audio, another seed another take.
+    # False: the engine reads no seed (Kokoro is deterministic; a remote's request has none).
+    seed: bool = True
     local: bool = True  # runs in this process (False: calls another server)
     # Reads the instruction's own words (CosyVoice3, a remote server): what no control covers
     # ("whisper", an accent) is left to it rather than refused here.
@@ -62,6 +64,7 @@ class Capabilities:
             "streaming": self.streaming,
             "speed_when_streaming": self.speed_when_streaming,
             "seed": self.seed,
+            "seeding": self.seed,  # the same flag under the name the docs use
             "max_text_chars": self.max_text_chars,
             "sample_rate": self.sample_rate,
             "local": self.local,
@@ -76,6 +79,7 @@ class Prompt:
     path: Path  # a mono WAV, checked and trimmed (audio/prompt.py), at 16 kHz or more
     transcript: str  # what it says, without <|endofprompt|> (engines add their own markers)
     key: str  # stable digest of audio + transcript: engines cache enrolled speakers by it
+    consent: bool = False  # a saved voice whose speaker's consent is on record; a one-off clone: False
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class KokoroEngine:
             max_text_chars=20_000,
             sample_rate=SAMPLE_RATE,
             renders_tags=False,
+            seed=False,  # the ONNX model is deterministic and reads no seed: every seed is the same take
         )
 
     @classmethod

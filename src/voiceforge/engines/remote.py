@@ -312,7 +312,9 @@ class RemoteEngine:
         if request.instruct:
             body["instructions"] = request.instruct
         if request.prompt is not None:
-            remote_id = self._remote_voice(request.prompt)
+            # Only a saved voice with its speaker's consent on record is saved on the remote too; a
+            # one-off clone travels with its request and is kept nowhere.
+            remote_id = self._remote_voice(request.prompt) if request.prompt.consent else None
             if remote_id is not None:
                 body["voice"] = remote_id
             else:  # no voice API: the recording travels with the request
@@ -402,7 +404,7 @@ class RemoteEngine:
         try:
             response = self._client.post(
                 "/v1/voices",
-                data={"name": name, "transcript": prompt.transcript, "consent": "true"},
+                data={"name": name, "transcript": prompt.transcript, "consent": str(prompt.consent).lower()},
                 files={"file": ("prompt.wav", prompt.path.read_bytes(), "audio/wav")},
                 timeout=httpx.Timeout(max(self._timeout_s, 300.0), connect=self._client.timeout.connect),
             )

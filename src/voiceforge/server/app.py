@@ -23,7 +23,8 @@ from voiceforge.engines.base import Engine
 from voiceforge.errors import InvalidInput
 from voiceforge.jobs import create_backend
 from voiceforge.server import errors
-from voiceforge.server.auth import Authenticator, Guard
+from voiceforge.server.admission import Guard
+from voiceforge.server.auth import Authenticator
 from voiceforge.server.bodies import FORM_OVERHEAD, BodyGuard, BodyRule
 from voiceforge.server.headers import SecurityHeaders
 from voiceforge.server.limits import Limiter
@@ -37,6 +38,7 @@ from voiceforge.service.breaker import CircuitBreaker
 from voiceforge.service.chunked import ChunkedUploads
 from voiceforge.service.keys import KeyStore
 from voiceforge.service.models import Models
+from voiceforge.service.owners import Owners
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
 from voiceforge.service.storage import open_storage
@@ -84,7 +86,8 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     pool = WorkerPool(worker_count(settings), settings.max_queue, breaker)
     models = Models(settings)
     speech = SpeechService(models, library, open_storage(settings), db, settings.data_dir / "clones")
-    uploads = UploadService(settings, db, models)
+    owners = Owners(db)
+    uploads = UploadService(settings, db, models, owners)
     keys = KeyStore(db)
     auditing = settings.audit == "on" or (settings.audit == "auto" and auth_required)
     audit = AuditLog(db, keys, enabled=auditing, retention_days=settings.audit_retention_days)
@@ -100,6 +103,7 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
         audit=audit,
         words=WordFilter.load(settings.word_list) if settings.word_filter else None,
         uploads=uploads,
+        owners=owners,
     )
 
 
@@ -207,6 +211,8 @@ async def _retention(svc: Services) -> None:
             await run_in_threadpool(svc.speech.expire, older_than_s)
             if svc.uploads is not None:
                 await run_in_threadpool(svc.uploads.expire, older_than_s)
+            if svc.owners is not None:
+                await run_in_threadpool(svc.owners.expire, older_than_s)
         except Exception:  # the sweep must keep running; the failure is logged whole
             log.exception("retention sweep failed")
         await asyncio.sleep(svc.settings.retention_every_s)

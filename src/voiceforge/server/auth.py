@@ -1,6 +1,7 @@
 """Who is calling: API keys and JWT bearer tokens, and the scope each route needs.
 
-Routes declare ``Depends(require("tts"))``. When auth is off (a loopback bind, or
+Routes declare ``Depends(require("tts"))`` (:mod:`voiceforge.server.admission`, which also holds
+the :class:`Guard` middleware and the UI's way in). When auth is off (a loopback bind, or
 ``--insecure-no-auth``) every caller is the local anonymous principal with every scope.
 
 When auth is required, :class:`Guard` (ASGI middleware) authenticates every request before any
@@ -49,28 +50,22 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import jwt
-from fastapi import Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from voiceforge.config import Settings
 from voiceforge.db import utcnow
-from voiceforge.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized, VoiceforgeError
-from voiceforge.server.errors import error_response, status_of
-from voiceforge.server.limits import AUDIT_CHARS, AUDIT_TEXT_SHA256, client_ip
-from voiceforge.server.logs import key_id, trace_id
+from voiceforge.errors import InvalidInput, NotFound, Unauthorized
 from voiceforge.service import keys as keystore
 
 if TYPE_CHECKING:
-    from voiceforge.server.state import Services
     from voiceforge.service.audit import AuditLog
     from voiceforge.service.keys import ApiKey, KeyStore
 
@@ -377,14 +372,6 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
-def _wants_login(scope: Scope) -> bool:
-    """A browser opening a UI page without a session: better sent to /login than shown JSON."""
-    if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith("/ui"):
-        return False
-    accept = dict(scope["headers"]).get(b"accept", b"")
-    return b"text/html" in accept
-
-
 def _query_allowed(scope: Scope) -> bool:
     """Where a browser cannot send headers: the named event streams and WebSockets, audio players."""
     path: str = scope["path"]
@@ -393,120 +380,3 @@ def _query_allowed(scope: Scope) -> bool:
     return scope.get("method") == "GET" and (
         QUERY_CREDENTIAL_ROUTES.fullmatch(path) is not None or path.startswith(OUTPUTS)
     )
-
-
-def require(scope: str, *, limit: bool = True) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that returns the caller or raises Unauthorized/Forbidden, then counts the
-    request against ``scope``'s rate limit (``limit=False``: the route calls limits.hit itself)."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
-
-    async def dependency(request: Request) -> Principal:
-        svc: Services = request.app.state.services
-        principal: Principal | None = request.scope.get("state", {}).get("principal")
-        if principal is None:  # no Guard in front (or a public path): authenticate here
-            principal = await svc.auth.authenticate(request.scope) if svc.auth.required else ANONYMOUS
-            request.scope.setdefault("state", {})["principal"] = principal
-        if scope not in principal.scopes:
-            held = ", ".join(sorted(principal.scopes)) or "none"
-            raise Forbidden(
-                f"{request.method} {request.url.path} needs the {scope!r} scope; {principal.id} has {held} "
-                f"(an admin can create a key with --scopes {scope})",
-                detail={"scope": scope},
-            )
-        if limit:
-            await svc.limiter.hit(scope, principal, client_ip(request.scope))
-        return principal
-
-    return dependency
-
-
-class Guard:
-    """ASGI middleware: authenticate before any route, then write the audit row after it.
-
-    Pure ASGI (no BaseHTTPMiddleware) so the cached /tts path pays a dict lookup, not a task.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        svc: Services = scope["app"].state.services
-        auth = svc.auth
-        state = scope.setdefault("state", {})
-        public = auth.public(scope["path"])
-        if not auth.required:
-            state["principal"] = ANONYMOUS
-        audited = svc.audit.enabled and not public and scope["type"] == "http"
-        if public or not (auth.required or audited):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        ip = client_ip(scope)
-        principal: Principal = state.get("principal", ANONYMOUS)
-        if auth.required:
-            try:
-                principal = await auth.authenticate(scope)
-            except Unauthorized as e:
-                if _wants_login(scope):
-                    await RedirectResponse("/login", status_code=303)(scope, receive, send)
-                    return
-                error: VoiceforgeError = e
-                try:
-                    await svc.limiter.failed_auth(ip)
-                except RateLimited as limited:
-                    error = limited
-                status = await _reject(scope, receive, send, error)
-                if audited:
-                    self._audit(svc, scope, None, ip, status, started)
-                return
-            state["principal"] = principal
-        token = key_id.set(principal.id)
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            key_id.reset(token)
-            if audited:
-                self._audit(svc, scope, principal.id, ip, status, started)
-
-    @staticmethod
-    def _audit(svc: Services, scope: Scope, who: str | None, ip: str, status: int, started: float) -> None:
-        state = scope.get("state", {})
-        svc.audit.record(
-            key_id=who,
-            ip=ip,
-            method=scope["method"],
-            endpoint=scope["path"],
-            status=status,
-            trace_id=trace_id.get(),
-            cost_ms=round((time.perf_counter() - started) * 1000, 1),
-            chars=state.get(AUDIT_CHARS, 0),
-            text_sha256=state.get(AUDIT_TEXT_SHA256),
-        )
-
-
-async def _reject(scope: Scope, receive: Receive, send: Send, error: VoiceforgeError) -> int:
-    """Answer with the error in the path's body shape (the app's handlers are not reached yet)."""
-    status = status_of(error)
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
-        return status
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    log.info("%s %s -> %d %s: %s", scope["method"], scope["path"], status, error.code, error.message)
-    response = error_response(Request(scope), status, error.code, error.message, error.detail, headers)
-    await response(scope, receive, send)
-    return status

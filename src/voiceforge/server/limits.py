@@ -9,22 +9,21 @@ anonymous callers on a loopback address: the local user of an auth-less server, 
 benchmarks against it, see no limits. The storage is in memory unless ``rate_limit_storage``
 names a shared one (``redis://host:6379``) for several nodes.
 
-Quotas: a key may have a budget of characters per UTC day. :func:`admit` charges it before work
+Quotas: a key may have a budget of characters per UTC day. Admission
+(:func:`voiceforge.server.admission.check_text`, for routes and UI alike) charges it before work
 starts (cached answers too: the quota meters requests, not engine time) and answers 429 with
 Retry-After until midnight UTC once it is spent. With in-memory storage the day's usage is
-rebuilt from the audit rows at start-up, so a restart does not reset it.
+rebuilt from the audit rows at start-up (UI actions write theirs too), so a restart does not reset it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -35,15 +34,11 @@ from voiceforge.errors import InvalidInput, RateLimited
 
 if TYPE_CHECKING:
     from voiceforge.server.auth import Principal
-    from voiceforge.server.state import Services
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("tts", "asr", "voices", "jobs", "uploads", "admin")
 QUOTA_PREFIX = "voiceforge-quota"
-# Keys the request state carries for the audit row (server/auth.py writes it after the response).
-AUDIT_CHARS = "audit_chars"
-AUDIT_TEXT_SHA256 = "audit_text_sha256"
 
 
 def client_ip(scope: dict[str, object] | object) -> str:
@@ -153,45 +148,3 @@ class Limiter:
     async def _retry_after(self, item: RateLimitItem, *ids: str) -> int:
         stats = await self.window.get_window_stats(item, *ids)
         return max(1, math.ceil(stats.reset_time - time.time()))
-
-
-async def admit(request: Request, text: str, *, field: str = "text", prompt_text: str | None = None) -> None:
-    """What text to be spoken passes before work starts (:func:`check_text`); also notes the
-    text's hash and length for the audit row.
-
-    Call it once per request with the whole text (for a batch, the items joined).
-    """
-    svc: Services = request.app.state.services
-    state = request.scope.setdefault("state", {})
-    if svc.audit.enabled:  # first, so a refused text is traceable too
-        state[AUDIT_TEXT_SHA256] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    principal: Principal | None = state.get("principal")
-    await check_text(svc, principal, text, field=field, prompt_text=prompt_text)
-    if principal is not None and principal.quota_chars > 0:
-        state[AUDIT_CHARS] = len(text)
-
-
-async def check_text(
-    svc: Services,
-    principal: Principal | None,
-    text: str,
-    *,
-    field: str = "text",
-    prompt_text: str | None = None,
-) -> None:
-    """The sensitive-word filter, then the caller's daily character quota (charged here)."""
-    if svc.words is not None:
-        svc.words.check(text, field)
-        if prompt_text and svc.settings.filter_prompt_text:
-            svc.words.check(prompt_text, "prompt_text")
-    if principal is not None and principal.quota_chars > 0:
-        await svc.limiter.charge(principal, len(text))
-
-
-async def hit(request: Request, category: str) -> None:
-    """Count one request against ``category``'s rate limit, for routes that declared
-    ``require(scope, limit=False)`` to count only some requests (e.g. new uploads, not chunks)."""
-    svc: Services = request.app.state.services
-    principal: Principal | None = request.scope.get("state", {}).get("principal")
-    if principal is not None:
-        await svc.limiter.hit(category, principal, client_ip(request.scope))

@@ -16,6 +16,7 @@ from voiceforge.server.logstream import LogStream
 from voiceforge.server.metrics import Metrics
 from voiceforge.service.audit import AuditLog
 from voiceforge.service.live import LiveSessions
+from voiceforge.service.owners import Owners
 from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
 from voiceforge.service.uploads import UploadService
@@ -39,6 +40,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)  # this app's own Prometheus registry
     logs: LogStream | None = None  # live log fan-out (/admin/logs/stream), attached in the lifespan
     uploads: UploadService | None = None  # service/uploads.py, built by build_services
+    owners: Owners | None = None  # who made which output and upload (service/owners.py), ditto
     jobs: JobBackend | None = None  # jobs/: started and stopped in the lifespan
     live: LiveSessions | None = None  # live transcription sessions (routes/live.py), made on first use
     # Filled by the areas that own them (jobs, auth, limits, logs); typed there.

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.db import aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Overloaded, TooLarge, VoiceforgeError
+from voiceforge.service.owners import upload
 from voiceforge.service.uploads import (
     ChunkRow,
     TaskRow,
@@ -77,11 +78,16 @@ class ChunkedUploads:
         self.uploads = uploads
         self.db = uploads.db
 
-    def put(self, session_id: str, seq: int, is_last: bool, source: IO[bytes]) -> ChunkState:
-        """Store chunk ``seq`` of ``session_id``; a retry of a stored chunk with the same bytes is a no-op.
+    def put(
+        self, session_id: str, seq: int, is_last: bool, source: IO[bytes], owner: str | None = None
+    ) -> ChunkState:
+        """Store chunk ``seq`` of ``owner``'s session ``session_id``; a retry of a stored chunk with
+        the same bytes is a no-op.
 
-        Once every seq up to the last is in, the session is closed and a task is created (``start``):
-        the caller submits :meth:`run_task`.
+        Session ids are the client's choice, so each owner has its own: another key sending the same
+        ``session_id`` opens a session of its own and never reaches this one (``owner`` None: the
+        one local principal of a server without auth). Once every seq up to the last is in, the
+        session is closed and a task is created (``start``): the caller submits :meth:`run_task`.
         """
         if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
             raise InvalidInput(
@@ -96,7 +102,7 @@ class ChunkedUploads:
                 "send bigger chunks",
                 detail={"max_chunks": self.uploads.max_chunks},
             )
-        upload_id = self._session(session_id)
+        upload_id = self._session(session_id, owner)
         spooled, size, digest = spool(self.uploads.folder(upload_id), source, self.uploads.max_bytes)
         try:
             with self.db.session(write=True) as s:
@@ -125,12 +131,14 @@ class ChunkedUploads:
             if row is not None:
                 row.task_id = None
 
-    def task(self, task_id: str) -> UploadTask:
+    def task(self, task_id: str, owner: str | None = None) -> UploadTask:
+        """The task's state; NotFound unless ``owner`` (None: anyone) started its session."""
         if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
             raise NotFound(f"no task {str(task_id)[:80]!r}; task ids are 32 hex characters")
         with self.db.session() as s:
             row = s.get(TaskRow, task_id)
-            if row is None:
+            owners = self.uploads.owners
+            if row is None or (owner is not None and not owners.owns(upload(row.upload_id), owner)):
                 raise NotFound(f"no task {task_id!r}; it never existed or ended past the retention period")
             return UploadTask(
                 id=row.id,
@@ -179,12 +187,13 @@ class ChunkedUploads:
         return len(ids)
 
     # -- internals -------------------------------------------------------------------------------
-    def _session(self, session_id: str) -> str:
-        """The upload id of a session, created on its first chunk."""
+    def _session(self, session_id: str, owner: str | None) -> str:
+        """The upload id of ``owner``'s session, created (and granted to ``owner``) on its first chunk."""
+        key = session_key(session_id, owner)
         for _ in range(2):  # a concurrent first chunk on a database without BEGIN IMMEDIATE
             try:
                 with self.db.session(write=True) as s:
-                    row = s.scalar(select(UploadRow).where(UploadRow.session_id == session_id))
+                    row = s.scalar(select(UploadRow).where(UploadRow.session_id == key))
                     if row is not None:
                         return row.id
                     now, upload_id = utcnow(), new_upload_id()
@@ -192,13 +201,15 @@ class ChunkedUploads:
                         UploadRow(
                             id=upload_id,
                             kind="chunked",
-                            session_id=session_id,
+                            session_id=key,
                             received=0,
                             status="open",
                             created_at=now,
                             updated_at=now,
                         )
                     )
+                    if owner is not None:
+                        self.uploads.owners.add(s, upload(upload_id), owner)
                 log.info("[%s] chunked upload session opened", upload_id)
                 return upload_id
             except IntegrityError:
@@ -328,6 +339,14 @@ class ChunkedUploads:
                 return
             task.status = "failed" if error else "succeeded"
             task.result, task.error, task.updated_at = _plain(result), _plain(error), utcnow()
+
+
+def session_key(session_id: str, owner: str | None) -> str:
+    """What the database keys a session by: the client's id itself without auth, else a digest of
+    the owner and the id (64 hex characters: it fits the column whatever the two lengths)."""
+    if owner is None:
+        return session_id
+    return hashlib.sha256(f"{owner}\n{session_id}".encode()).hexdigest()
 
 
 def _plain(value: dict[str, Any] | None) -> dict[str, Any] | None:

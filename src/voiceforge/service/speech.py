@@ -5,6 +5,7 @@ Everything here blocks (it runs on worker threads); the server awaits it through
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -151,7 +152,9 @@ class SpeechService:
         key = f"library:{record.profile_digest}"
         if by_prompt:
             prompted = self._prompted(self.library.prompt_path(record.id), record.transcript, task_id)
-            return Voice(key=key, prompt=prompted.prompt, notes=prompted.notes)
+            assert prompted.prompt is not None  # _prompted always carries one
+            prompt_ = dataclasses.replace(prompted.prompt, consent=record.consent)  # what an engine forwards
+            return Voice(key=key, prompt=prompt_, notes=prompted.notes)
         return Voice(key=key, profile=self.library.profile(record.id))
 
     def _saved(self, voice: str) -> VoiceRecord:
@@ -261,7 +264,9 @@ class SpeechService:
         fmt: str,
         engine: str | None = None,
     ) -> str:
-        """engine + voice + normalised text + parameters + seed: equal keys give equal audio."""
+        """engine + voice + normalised text + parameters + seed: equal keys give equal audio. The
+        seed counts only on an engine that reads it: on the others every seed is the same take."""
+        seeded = self.models.get(engine).capabilities.seed
         parts = {
             "engine": self.models.name_of(engine),
             "voice": voice_key,
@@ -269,7 +274,7 @@ class SpeechService:
             "mode": mode,
             "instruct": _norm(instruct or ""),
             "speed": round(speed, 3),
-            "seed": seed,
+            "seed": seed if seeded else None,
             "format": fmt,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

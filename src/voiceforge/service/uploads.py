@@ -37,6 +37,8 @@ from voiceforge.config import Settings
 from voiceforge.db import Base, Database, aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, TooLarge
 from voiceforge.service.models import Models
+from voiceforge.service.owners import Owners, forget
+from voiceforge.service.owners import upload as owned_upload
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,14 @@ class Upload:
 
 
 class UploadService:
-    def __init__(self, settings: Settings, db: Database, models: Models) -> None:
+    """Uploads and their owners: with auth on, an upload (and a chunked session and its task)
+    belongs to the principal that started it; methods given ``owner`` treat another's as missing."""
+
+    def __init__(
+        self, settings: Settings, db: Database, models: Models, owners: Owners | None = None
+    ) -> None:
         self.db = db
+        self.owners = owners or Owners(db)
         self.models = models
         self.root = Path(settings.data_dir) / "uploads"
         self.max_bytes = settings.max_upload_bytes
@@ -123,9 +131,15 @@ class UploadService:
 
     # -- resumable uploads -----------------------------------------------------------------------
     def create(
-        self, size: int, *, filename: str | None, sha256: str | None, content_type: str | None
+        self,
+        size: int,
+        *,
+        filename: str | None,
+        sha256: str | None,
+        content_type: str | None,
+        owner: str | None = None,
     ) -> Upload:
-        """A new resumable upload of ``size`` bytes, empty so far."""
+        """A new resumable upload of ``size`` bytes, empty so far, belonging to ``owner``."""
         if size > self.max_bytes:
             raise TooLarge(
                 f"the upload would be {size} bytes; at most {self.max_bytes} bytes "
@@ -150,12 +164,19 @@ class UploadService:
         (folder / "data").touch()
         with self.db.session(write=True) as s:
             s.add(row)
+            if owner is not None:
+                self.owners.add(s, owned_upload(row.id), owner)
         log.info("[%s] upload opened: %d bytes expected", row.id, size)
         return to_upload(row)
 
     def get(self, upload_id: str) -> Upload:
         with self.db.session() as s:
             return to_upload(find(s, upload_id))
+
+    def check_owner(self, upload_id: str, owner: str | None) -> None:
+        """NotFound, worded as for a missing upload, unless ``owner`` (None: anyone) started it."""
+        if owner is not None and not self.owners.owns(owned_upload(str(upload_id)), owner):
+            raise NotFound(f"no upload {str(upload_id)[:80]!r}; it was never created, was deleted or expired")
 
     def spool_path(self, upload_id: str) -> Path:
         """A fresh temporary file name inside the upload's folder, for a PUT body to land in;
@@ -371,6 +392,7 @@ def _writable(upload: Upload) -> None:
 
 
 def _drop(s: Session, upload_id: str) -> None:
+    forget(s, owned_upload(upload_id))
     s.execute(delete(ChunkRow).where(ChunkRow.upload_id == upload_id))
     s.execute(delete(TaskRow).where(TaskRow.upload_id == upload_id))
     s.execute(delete(UploadRow).where(UploadRow.id == upload_id))

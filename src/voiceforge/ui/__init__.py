@@ -6,14 +6,48 @@ services through ``app.state.services`` when they run, so nothing here is built 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voiceforge.config import Settings
+from voiceforge.server.admission import may_read_file
+from voiceforge.server.auth import ANONYMOUS, Principal
 from voiceforge.server.bodies import FORM_OVERHEAD, BodyRule
+from voiceforge.server.errors import error_response
 from voiceforge.server.state import Services
 
 UI_PATH = "/ui"
+FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")  # Gradio's file route and its old spelling
+
+
+class FileGate:
+    """In front of Gradio: its file route serves a session only what the session's scopes allow
+    (:func:`voiceforge.server.admission.may_read_file`); a refused file is a 404, as if missing."""
+
+    def __init__(self, app: ASGIApp, services: Callable[[], Services]) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        marker = next((m for m in FILE_ROUTES if m in path), None) if scope["type"] == "http" else None
+        if marker is not None:
+            target = path.split(marker, 1)[1]
+            principal: Principal = scope.get("state", {}).get("principal") or ANONYMOUS
+            if not target.startswith(("http://", "https://")) and not await may_read_file(
+                self.services(), principal, gr.utils.abspath(target)
+            ):
+                message = (
+                    f"no file {target[:120]!r} here (or not for this session's key); "
+                    "sign in with a key that may read it"
+                )
+                await error_response(Request(scope), 404, "not_found", message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def upload_rule(settings: Settings) -> BodyRule:
@@ -55,4 +89,7 @@ def mount(app: FastAPI, settings: Settings) -> list[str]:
         css=CSS,
         head=f"<script>{ui_js}</script>",  # Gradio inserts it as a script with exactly this text
     )
+    for route in app.router.routes:  # the file route answers to the session's scopes
+        if isinstance(route, Mount) and route.path == UI_PATH:
+            route.app = FileGate(route.app, services)
     return [ui_js]

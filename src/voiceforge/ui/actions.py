@@ -1,7 +1,9 @@
 """What the UI's buttons do, in service terms: the same service calls the HTTP routes make.
 
 Blocking functions here run on the engine worker pool (``svc.pool.run``); the Gradio handlers in
-:mod:`voiceforge.ui.app` only await them, translate the outcome and update components.
+:mod:`voiceforge.ui.app` only await them, translate the outcome and update components. Who may
+press which button (scope, rate limit, quota, audit row) is not decided here: every handler passes
+:func:`voiceforge.server.admission.door`, as the HTTP routes pass ``require`` and ``admit``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,7 @@ from typing import Any
 
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import AudioChunk, SynthesisRequest
-from voiceforge.errors import Forbidden, InvalidInput
-from voiceforge.server.auth import ANONYMOUS, SESSION_COOKIE, Principal
-from voiceforge.server.limits import check_text
-from voiceforge.server.state import Services
+from voiceforge.errors import InvalidInput
 from voiceforge.service.models import Models
 from voiceforge.service.speech import Output, SpeechService, Voice
 from voiceforge.voices.cloning import transcribe_prompt
@@ -51,28 +50,6 @@ class PromptCheck:
     rate: int
     speech_s: float
     notes: tuple[str, ...]
-
-
-async def caller(svc: Services, cookies: dict[str, str]) -> Principal:
-    """Who is using the page: the session cookie's principal when auth is on (Guard has already
-    let the request in with it), else the local anonymous principal with every scope."""
-    if not svc.auth.required:
-        return ANONYMOUS
-    return await svc.auth.session(cookies.get(SESSION_COOKIE, ""))
-
-
-def need(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes:
-        raise Forbidden(
-            f"this needs the {scope!r} scope and {principal.id} does not have it; sign in with another key",
-            detail={"scope": scope},
-        )
-
-
-async def admit(svc: Services, principal: Principal, ip: str, text: str, prompt_text: str | None) -> None:
-    """What POST /tts checks before work starts: rate limit, word filter, daily quota."""
-    await svc.limiter.hit("tts", principal, ip)
-    await check_text(svc, principal, text, prompt_text=prompt_text)
 
 
 def check_prompt(models: Models, path: Path) -> PromptCheck:
@@ -147,9 +124,12 @@ def stream(
     yield from speech.stream(task_id, request, cancelled=cancelled)
 
 
-def save_voice(speech: SpeechService, name: str, path: Path, transcript: str | None) -> VoiceRecord:
-    """Keep the prompt in the voice library, as POST /v1/voices does; the enrollment is the one a
-    generation with this prompt already made (the speech service caches it), or made now."""
+def save_voice(
+    speech: SpeechService, name: str, path: Path, transcript: str | None, *, consent_by: str
+) -> VoiceRecord:
+    """Keep the prompt in the voice library, as POST /v1/voices does, with the speaker's consent as
+    ``consent_by`` affirmed it (the page's consent box); the enrollment is the one a generation with
+    this prompt already made (the speech service caches it), or made now."""
     prompt = path.read_bytes()
     voice = speech.resolve(prompt=prompt, prompt_text=transcript, task_id="save")
     assert voice.profile is not None  # a prompt always resolves to a cloned profile
@@ -158,6 +138,7 @@ def save_voice(speech: SpeechService, name: str, path: Path, transcript: str | N
         name,
         prompt=prompt,
         profile=voice.profile,
-        consent=False,
+        consent=True,
         meta=meta,
+        consent_by=consent_by,
     )

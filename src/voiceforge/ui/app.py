@@ -24,12 +24,15 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceforge.audio.encode import encode, parse_format
 from voiceforge.errors import VoiceforgeError
+from voiceforge.server import admission
+from voiceforge.server.auth import Principal
 from voiceforge.server.state import Services
 from voiceforge.service.speech import Output, new_task_id
 from voiceforge.service.streaming import PoolStream
 from voiceforge.ui import actions
 from voiceforge.ui.engines import EngineView, engine_view
 from voiceforge.ui.i18n import LANGS, MODES, PRESETS, Texts, explain, mode_choices, t
+from voiceforge.voices.library import VoiceRecord
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ def _wire_page(demo: gr.Blocks, c: dict[str, Any], texts: Texts, svc: Callable[[
 
     async def on_load(stored: str, entries: list[dict[str, Any]], request: gr.Request) -> list[Any]:
         lang_code = stored if stored in ("zh", "en") else "zh"
-        principal = await actions.caller(svc(), dict(request.cookies))
+        principal = await admission.ui_principal(svc(), request.cookies)
         admin = "admin" in principal.scopes
         names = svc().speech.models.names
         return [
@@ -134,7 +137,7 @@ def _wire_page(demo: gr.Blocks, c: dict[str, Any], texts: Texts, svc: Callable[[
             _history_html(entries, lang_code),
             # the picker shows only where VOICEFORGE_ENGINES offers a choice
             gr.update(choices=names, value=names[0], visible=len(names) > 1),
-            *(await _voice_choices(svc(), "preset", names[0])),
+            *(await _voice_choices(svc(), "preset", names[0], principal)),
         ]
 
     c["page_load"] = demo.load(  # _wire_engine chains the engine's notes to it
@@ -142,17 +145,22 @@ def _wire_page(demo: gr.Blocks, c: dict[str, Any], texts: Texts, svc: Callable[[
         [c["lang_store"], c["history"]],
         [c["lang"], c["backend"], c["history_html"], c["engine"], c["voice"]],
     )
-    demo.load(functools.partial(_library_refresh, svc), [c["lang"]], [c["lib"]["table"], c["lib"]["pick"]])
+
+    async def library(choice: str, request: gr.Request) -> tuple[Any, Any]:
+        return await _library_refresh(svc, choice, request)
+
+    demo.load(library, [c["lang"]], [c["lib"]["table"], c["lib"]["pick"]])
 
 
 def _wire_generate(c: dict[str, Any], svc: Callable[[], Services]) -> None:
-    async def on_mode(mode: str, choice: str, engine: str | None) -> list[Any]:
+    async def on_mode(mode: str, choice: str, engine: str | None, request: gr.Request) -> list[Any]:
         cloning = mode != "preset"
+        principal = await admission.ui_principal(svc(), request.cookies)
         return [
             t(f"help.{mode}", _code(choice)),
             gr.update(visible=cloning),
             gr.update(visible=mode == "instruct"),
-            *(await _voice_choices(svc(), mode, engine or None)),
+            *(await _voice_choices(svc(), mode, engine or None, principal)),
         ]
 
     c["mode"].change(
@@ -164,17 +172,20 @@ def _wire_generate(c: dict[str, Any], svc: Callable[[], Services]) -> None:
     for button, instruction, _control in c["presets"]:
         button.click(lambda s=instruction: s, None, c["instruct"], show_progress="hidden")
 
-    async def on_prompt(path: str | None, choice: str) -> AsyncIterator[tuple[str, Any]]:
+    async def on_prompt(path: str | None, choice: str, request: gr.Request) -> AsyncIterator[tuple[str, Any]]:
         lang_code = _code(choice)
         if not path:
             yield "", gr.update(value="")
             return
-        yield t("msg.checking", lang_code), gr.update()
-        try:
-            check = await svc().pool.run(
-                functools.partial(actions.check_prompt, svc().speech.models, Path(path)),
-                timeout=svc().settings.enroll_timeout_s,
-            )
+        s = svc()
+        try:  # the check shows Whisper's transcript: a transcription, as POST /v1/audio/transcriptions
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "asr", "transcribe"):
+                yield t("msg.checking", lang_code), gr.update()
+                check = await s.pool.run(
+                    functools.partial(actions.check_prompt, s.speech.models, Path(path)),
+                    timeout=s.settings.enroll_timeout_s,
+                )
         except Exception as e:
             yield _explain(e, lang_code, "prompt", lead="msg.prompt_bad"), gr.update()
             return
@@ -192,7 +203,8 @@ def _wire_engine(demo: gr.Blocks, c: dict[str, Any], svc: Callable[[], Services]
     engine can do, and each control it disables says why, in the page's language. Runs on load, on
     a language switch and on each pick."""
     buttons = [button for button, _instruction, _control in c["presets"]]
-    outputs = [c["engine_status"], c["mode"], *buttons, c["preset_note"], c["stream"], c["speed"], c["seed"]]
+    outputs = [c["engine_status"], c["mode"], *buttons, c["preset_note"], c["stream"], c["speed"], c["seed"],
+               c["dice"]]  # fmt: skip
 
     async def view_of(engine: str | None, lang_code: str) -> EngineView:
         s = svc()
@@ -230,11 +242,15 @@ def _wire_engine(demo: gr.Blocks, c: dict[str, Any], svc: Callable[[], Services]
             streams,
             _speed_update(view, bool(stream)),
             gr.update(info=view.seed_note),
+            gr.update(visible=not view.seed_note),  # no 🎲 where the seed changes nothing
         ], mode
 
-    async def on_pick(engine: str | None, choice: str, mode: str, stream: bool) -> list[Any]:
+    async def on_pick(
+        engine: str | None, choice: str, mode: str, stream: bool, request: gr.Request
+    ) -> list[Any]:
         updates, mode = await updated(engine, choice, mode, stream)
-        return [*updates, *(await _voice_choices(svc(), mode, engine or None))]
+        principal = await admission.ui_principal(svc(), request.cookies)
+        return [*updates, *(await _voice_choices(svc(), mode, engine or None, principal))]
 
     async def on_stream(engine: str | None, choice: str, stream: bool) -> Any:
         try:
@@ -287,31 +303,31 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
             yield [problem, keep, keep, keep, keep, keep]
             return
         compare = gr.update(value=prompt if form.prompt else None, visible=form.prompt is not None)
-        try:
-            s = svc()
-            principal = await actions.caller(s, dict(request.cookies))
-            actions.need(principal, "tts")
-            ip = request.client.host if request.client else "-"
-            await actions.admit(s, principal, ip, form.text, form.prompt_text)
-            log.info(
-                "[%s] UI generate: %d chars, mode %s, engine %s",
-                task_id,
-                len(form.text),
-                form.mode,
-                form.engine or s.speech.models.name_of(None),
-            )
-            progress(0, desc=t("msg.queued", lang_code))
-            yield [t("msg.queued", lang_code), keep, "", keep, keep, keep]
-            notes: list[str] = []
-            if stream:
-                streamed: Output | None = None
-                async for update, streamed in _streamed(s, form, task_id, lang_code, progress):
-                    if streamed is None:
-                        yield [*update, compare, keep, keep]
-                assert streamed is not None  # the last update carries the stored take
-                output = streamed
-            else:
-                output, notes = await _rendered(s, form, task_id, lang_code, progress)
+        s = svc()
+        try:  # POST /tts's admission: the scope, its rate limit, the text (filter, quota), an audit row
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "tts", "generate", trace=task_id) as ticket:
+                await admission.check_text(s, ticket, form.text, prompt_text=form.prompt_text)
+                log.info(
+                    "[%s] UI generate: %d chars, mode %s, engine %s",
+                    task_id,
+                    len(form.text),
+                    form.mode,
+                    form.engine or s.speech.models.name_of(None),
+                )
+                progress(0, desc=t("msg.queued", lang_code))
+                yield [t("msg.queued", lang_code), keep, "", keep, keep, keep]
+                notes: list[str] = []
+                if stream:
+                    streamed: Output | None = None
+                    async for update, streamed in _streamed(s, form, task_id, lang_code, progress):
+                        if streamed is None:
+                            yield [*update, compare, keep, keep]
+                    assert streamed is not None  # the last update carries the stored take
+                    output = streamed
+                else:
+                    output, notes = await _rendered(s, form, task_id, lang_code, progress)
+                await admission.grant_output(s, principal, output.name)  # its /outputs link and file
         except Exception as e:
             yield [_explain(e, lang_code, task_id), keep, keep, keep, keep, keep]
             return
@@ -357,7 +373,7 @@ def _wire_generate_button(c: dict[str, Any], svc: Callable[[], Services]) -> Non
 
 
 def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
-    async def on_save(name: str, prompt: str | None, prompt_text: str, choice: str,
+    async def on_save(name: str, prompt: str | None, prompt_text: str, consent: bool, choice: str,
                       request: gr.Request) -> list[Any]:  # fmt: skip
         lang_code = _code(choice)
         name = (name or "").strip()
@@ -365,28 +381,30 @@ def _wire_save(c: dict[str, Any], svc: Callable[[], Services]) -> None:
             return [t("msg.need_name", lang_code), gr.update(), gr.update(), gr.update()]
         if not prompt:
             return [t("msg.need_prompt", lang_code), gr.update(), gr.update(), gr.update()]
-        try:
+        if not consent:
+            return [t("msg.need_consent", lang_code), gr.update(), gr.update(), gr.update()]
+        try:  # POST /v1/voices's admission: the 'voices' scope, its rate limit, an audit row
             s = svc()
-            actions.need(await actions.caller(s, dict(request.cookies)), "voices")
-            record = await s.pool.run(
-                functools.partial(
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "voices", "save_voice"):
+                work = functools.partial(
                     actions.save_voice,
                     s.speech,
                     name,
                     Path(prompt),
                     (prompt_text or "").strip() or None,
-                ),
-                timeout=s.settings.enroll_timeout_s,
-            )
+                    consent_by=principal.id,
+                )
+                record = await s.pool.run(work, timeout=s.settings.enroll_timeout_s)
         except Exception as e:
             return [_explain(e, lang_code, "save"), gr.update(), gr.update(), gr.update()]
         log.info("UI saved voice %s (%s)", record.id, record.name)
-        table, pick = await _library_refresh(svc, choice)
+        table, pick = await _library_refresh(svc, choice, request)
         return [t("msg.saved", lang_code, name=record.name, id=record.id), table, pick, gr.update()]
 
     c["save"].click(
         on_save,
-        [c["save_name"], c["prompt"], c["prompt_text"], c["lang"]],
+        [c["save_name"], c["prompt"], c["prompt_text"], c["consent"], c["lang"]],
         [c["prompt_status"], c["lib"]["table"], c["lib"]["pick"], c["voice"]],
     )
 
@@ -400,9 +418,10 @@ def _wire_restart(c: dict[str, Any], svc: Callable[[], Services]) -> None:
         lang_code = _code(choice)
         s = svc()
         try:
-            actions.need(await actions.caller(s, dict(request.cookies)), "admin")
-            restarter = restarter_of(s)
-            task = restarter.start()
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "admin", "restart"):
+                restarter = restarter_of(s)
+                task = restarter.start()
         except Exception as e:
             yield _explain(e, lang_code, "restart")
             return
@@ -467,6 +486,9 @@ def _generate_tab(texts: Texts) -> dict[str, Any]:
                         gr.Textbox(label=t("save.name", "zh"), scale=3, elem_id="vf-save-name"), "save.name"
                     )
                     c["save"] = texts.value(gr.Button(t("save", "zh"), scale=1, size="sm"), "save")
+                c["consent"] = texts.label(
+                    gr.Checkbox(False, label=t("save.consent", "zh"), elem_id="vf-consent"), "save.consent"
+                )
             with gr.Group(visible=False) as c["instruct_box"]:
                 c["instruct"] = texts.label(
                     gr.Textbox(
@@ -553,14 +575,19 @@ def _library_tab(texts: Texts) -> dict[str, Any]:
 
 
 def _wire_library(c: dict[str, Any], svc: Callable[[], Services], lang: gr.Radio) -> None:
-    refresh = functools.partial(_library_refresh, svc)
+    async def refresh(choice: str, request: gr.Request) -> tuple[Any, Any]:
+        return await _library_refresh(svc, choice, request)
+
     c["refresh"].click(refresh, lang, [c["table"], c["pick"]])
 
-    async def preview(ref: str | None) -> Any:
+    async def preview(ref: str | None, request: gr.Request) -> Any:
         if not ref:
             return None
-        try:
-            return str(await asyncio.to_thread(svc().library.prompt_path, ref))
+        s = svc()
+        try:  # the recording, as GET /v1/voices/{id}/prompt serves it: the 'voices' scope
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "voices", "voice_prompt"):
+                return str(await asyncio.to_thread(s.library.prompt_path, ref))
         except VoiceforgeError:
             return None
 
@@ -573,22 +600,23 @@ def _wire_library(c: dict[str, Any], svc: Callable[[], Services], lang: gr.Radio
         new_name = (new_name or "").strip()
         if not ref:
             return [t("msg.need_voice", lang_code), gr.update(), gr.update()]
+        if action == "rename" and not new_name:
+            return [t("msg.need_name", lang_code), gr.update(), gr.update()]
         try:
             s = svc()
-            actions.need(await actions.caller(s, dict(request.cookies)), "voices")
-            if action == "rename":
-                if not new_name:
-                    return [t("msg.need_name", lang_code), gr.update(), gr.update()]
-                record = await asyncio.to_thread(s.library.rename, ref, new_name)
-                message = t("msg.renamed", lang_code, name=record.name)
-            else:
-                record = await asyncio.to_thread(s.library.get, ref)
-                await asyncio.to_thread(s.library.delete, ref)
-                message = t("msg.deleted", lang_code, name=record.name)
+            principal = await admission.ui_principal(s, request.cookies)
+            async with admission.door(s, principal, _ip(request), "voices", f"{action}_voice"):
+                if action == "rename":
+                    record = await asyncio.to_thread(s.library.rename, ref, new_name)
+                    message = t("msg.renamed", lang_code, name=record.name)
+                else:
+                    record = await asyncio.to_thread(s.library.get, ref)
+                    await asyncio.to_thread(s.library.delete, ref)
+                    message = t("msg.deleted", lang_code, name=record.name)
             log.info("UI %s voice %s", action, record.id)
         except Exception as e:
             return [_explain(e, lang_code, action), gr.update(), gr.update()]
-        table, pick = await refresh(choice)
+        table, pick = await refresh(choice, request)
         return [message, table, pick]
 
     async def rename(ref: str | None, new_name: str, choice: str, request: gr.Request) -> list[Any]:
@@ -661,6 +689,10 @@ async def _streamed(
     yield [], output
 
 
+def _ip(request: gr.Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 def _speed_update(view: EngineView, streaming: bool) -> Any:
     """The speed slider: fixed at 1 while streaming on an engine that cannot change it then."""
     if streaming and not view.speed_when_streaming:
@@ -678,12 +710,14 @@ def _missing(form: actions.Form, lang: str) -> str:
     return ""
 
 
-async def _voice_choices(svc: Services, mode: str, engine: str | None = None) -> list[Any]:
+async def _voice_choices(svc: Services, mode: str, engine: str | None, principal: Principal) -> list[Any]:
+    """The voice picker: the engine's stock voices, and the saved ones for a caller that may list
+    them (the 'voices' scope, as GET /v1/voices needs)."""
     try:  # the engine's stock voices (loading it, off the event loop, the first time)
         stock = await asyncio.to_thread(svc.speech.stock_voices, engine)
     except VoiceforgeError:  # an engine that cannot load: the engine picker says why
         stock = []
-    saved = await asyncio.to_thread(svc.library.list)
+    saved = await asyncio.to_thread(svc.library.list) if "voices" in principal.scopes else []
     saved_choices = [(f"{r.name} ({r.language})", r.id) for r in saved]
     if mode == "preset":
         choices: list[tuple[str, str]] = [(v, v) for v in stock]
@@ -694,8 +728,14 @@ async def _voice_choices(svc: Services, mode: str, engine: str | None = None) ->
     return [gr.update(choices=choices, value=choices[0][1] if choices else None)]
 
 
-async def _library_refresh(svc: Callable[[], Services], choice: str) -> tuple[Any, Any]:
-    records = await asyncio.to_thread(svc().library.list)
+async def _library_refresh(svc: Callable[[], Services], choice: str, request: gr.Request) -> tuple[Any, Any]:
+    """The library table (names, transcripts): what GET /v1/voices lists, to the same scope."""
+    s = svc()
+    principal = await admission.ui_principal(s, request.cookies)
+    records: list[VoiceRecord] = []
+    if "voices" in principal.scopes:  # without it the tab stays empty (and writes no 403 per page load)
+        async with admission.door(s, principal, _ip(request), "voices", "library"):
+            records = await asyncio.to_thread(s.library.list)
     headers = t("cols", _code(choice)).split(",")
     rows = [
         [r.name, r.id, r.language, r.transcript, r.created_at.strftime("%Y-%m-%d %H:%M")] for r in records

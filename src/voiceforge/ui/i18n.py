@@ -71,6 +71,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
     "compare": ("提示音频（对比）", "Prompt (compare)"),
     "save.name": ("保存为音色：名称", "Save as voice: name"),
     "save": ("保存到音色库", "Save to library"),
+    "save.consent": ("说话人已同意克隆其声音", "The speaker agreed to have their voice cloned"),
     "lib.list": ("已保存的音色", "Saved voices"),
     "lib.pick": ("选择音色", "Voice"),
     "lib.preview": ("原始录音", "Recording"),
@@ -103,6 +104,10 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
     "msg.need_instruct": ("⚠️ 请输入控制指令或点选常用指令。", "⚠️ Type an instruction or click a preset."),
     "msg.need_text": ("⚠️ 请输入要合成的文本。", "⚠️ Type the text to speak."),
     "msg.need_name": ("⚠️ 请输入音色名称。", "⚠️ Type a name for the voice."),
+    "msg.need_consent": (
+        "⚠️ 保存音色前需要说话人的同意：确认后请勾选同意框。",
+        "⚠️ Saving a voice needs the speaker's consent: tick the consent box once they agreed.",
+    ),
     "msg.need_voice": ("⚠️ 请先选择一个已保存的音色。", "⚠️ Pick a saved voice first."),
     "msg.queued": ("排队中…", "Waiting in the queue…"),
     "msg.stage": ("合成中 {done}/{total} 句", "Synthesising sentence {done}/{total}"),
@@ -146,8 +151,8 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
         "engine {engine} cannot change the speed while streaming",
     ),
     "lacks.seed": (
-        "引擎 {engine} 不支持随机种子，每次结果可能不同",
-        "engine {engine} ignores the seed: each take may differ",
+        "引擎 {engine} 不使用随机种子",
+        "engine {engine} takes no seed",
     ),
 }
 

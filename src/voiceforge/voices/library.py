@@ -57,6 +57,11 @@ _JOINERS = {"\u200c", "\u200d"}  # format characters that real names (Indic scri
 _EXPORT_FORMAT = "voiceforge.voice"
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error)
 _RENAME_HINT = "pick another name or rename it"
+CONSENT_BY, CONSENT_AT = "consent_by", "consent_at"  # in meta: a new table column needs a migration
+NO_CONSENT = (
+    "consent is missing or false: a voice is saved only once the speaker agreed to be cloned; "
+    "record their agreement with consent=true (API field 'consent', CLI --consent, the UI's consent box)"
+)
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -73,6 +78,21 @@ class VoiceRecord:
     prompt_format: str  # file extension of the prompt recording: "wav" (older versions: the container)
     profile_digest: str
     meta: dict[str, Any]  # enrollment figures (SIM, duration, notes), JSON-serialisable
+
+    @property
+    def consent_by(self) -> str | None:
+        """Who affirmed the speaker's consent (a key id, ``jwt:<subject>``, ``cli:<user>``)."""
+        value = self.meta.get(CONSENT_BY)
+        return value if isinstance(value, str) else None
+
+    @property
+    def consent_at(self) -> datetime | None:
+        """When consent was affirmed (UTC)."""
+        value = self.meta.get(CONSENT_AT)
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
 
 
 class _VoiceRow(Base):
@@ -135,8 +155,13 @@ class VoiceLibrary:
 
     # -- changes ---------------------------------------------------------------------------------
     def create(self, name: str, *, prompt: bytes, profile: VoiceProfile, consent: bool,
-               meta: dict[str, Any] | None = None) -> VoiceRecord:  # fmt: skip
-        """Store a new voice, its recording as WAV; language, transcript and engine come from the profile."""
+               meta: dict[str, Any] | None = None, consent_by: str = "local") -> VoiceRecord:  # fmt: skip
+        """Store a new voice, its recording as WAV; language, transcript and engine come from the
+        profile. ``consent`` must be true (InvalidInput otherwise); ``consent_by`` (who affirmed
+        it) and the time are kept."""
+        if consent is not True:
+            raise InvalidInput(NO_CONSENT, detail={"param": "consent"})
+        meta = {**_check_meta(meta), **_affirmed(consent_by)}
         return self._create(name, prompt, "the prompt recording", profile, consent, meta, _RENAME_HINT)
 
     def rename(self, ref: str, new_name: str) -> VoiceRecord:
@@ -151,8 +176,9 @@ class VoiceLibrary:
         return _record(row)
 
     def update(self, ref: str, *, transcript: str | None = None, consent: bool | None = None,
-               profile: VoiceProfile | None = None) -> VoiceRecord:  # fmt: skip
-        """Change the transcript, consent or profile; the transcript is kept inside the profile too."""
+               profile: VoiceProfile | None = None, consent_by: str = "local") -> VoiceRecord:  # fmt: skip
+        """Change the transcript, consent (recorded as affirmed by ``consent_by`` now, or withdrawn)
+        or profile; the transcript is kept inside the profile too."""
         if transcript is not None and not transcript.strip():
             raise InvalidInput("the transcript is empty; type what the prompt recording says")
         with self._tx(write=True) as s:
@@ -169,6 +195,8 @@ class VoiceLibrary:
                 row.profile_digest = new.digest()
             if consent is not None:
                 row.consent = bool(consent)
+                kept = {k: v for k, v in row.meta.items() if k not in (CONSENT_BY, CONSENT_AT)}
+                row.meta = {**kept, **_affirmed(consent_by)} if consent else kept
             row.updated_at = utcnow()
         return _record(row)
 
@@ -227,6 +255,12 @@ class VoiceLibrary:
         if doc.get("prompt_format") != fmt or not isinstance(doc.get("consent"), bool):
             raise InvalidInput(
                 "voice.json does not match the export (prompt_format, consent); export it again"
+            )
+        if not doc["consent"]:  # the saver's record of consent travels with the voice (meta)
+            raise InvalidInput(
+                f"{NO_CONSENT}; this export says consent: false, so record consent on the server it "
+                "came from (PATCH /v1/voices/{id} with consent=true) and export it again",
+                detail={"param": "consent"},
             )
         profile = _load_profile(members["profile.npz"])
         if doc.get("profile_digest") != profile.digest():
@@ -334,6 +368,10 @@ def _check_name(name: object) -> str:
     if _key(clean).startswith("voice_"):
         raise InvalidInput(f"voice name {clean!r} starts with 'voice_', which marks voice ids; pick another")
     return clean
+
+
+def _affirmed(by: str) -> dict[str, str]:
+    return {CONSENT_BY: str(by)[:100], CONSENT_AT: utcnow().isoformat()}
 
 
 def _check_meta(meta: object) -> dict[str, Any]:

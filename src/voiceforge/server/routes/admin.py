@@ -24,7 +24,8 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from voiceforge.errors import EngineFailure, ModelUnavailable
-from voiceforge.server.auth import Principal, require
+from voiceforge.server.admission import require
+from voiceforge.server.auth import Principal
 from voiceforge.server.logstream import LogLine, LogStream, parse_level
 from voiceforge.server.restart import restarter_of
 from voiceforge.server.state import Services, services

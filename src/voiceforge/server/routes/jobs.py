@@ -28,8 +28,9 @@ from voiceforge.errors import EngineUnavailable, NotFound, VoiceforgeError
 from voiceforge.jobs.base import Job, JobBackend, JobState, JobView
 from voiceforge.jobs.requests import JobRequest, describe, fingerprint, prepare, spoken_text
 from voiceforge.jobs.store import check_job_id, same_request
-from voiceforge.server.auth import Principal, require
-from voiceforge.server.limits import admit
+from voiceforge.server.admission import admit, require
+from voiceforge.server.auth import Principal
+from voiceforge.server.routes.uploads import owned
 from voiceforge.server.state import Services, services
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ async def submit(
     if earlier is not None and idempotency_key is not None:  # a retry: not checked or charged again
         job, created = same_request(earlier, idempotency_key, fingerprint(body)), False
     else:
+        if (upload_id := getattr(body, "upload_id", None)) is not None:
+            await owned(request, svc, upload_id)  # another key's upload: 404
         spec = await run_in_threadpool(prepare, body, svc.speech, svc.settings, svc.uploads)
         if (text := spoken_text(body)) is not None:  # word filter, daily quota, audit hash
             await admit(request, text, field="items" if body.kind == "batch" else "text")

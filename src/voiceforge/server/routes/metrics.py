@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from voiceforge.server.auth import Principal, require
+from voiceforge.server.admission import require
+from voiceforge.server.auth import Principal
 from voiceforge.server.state import Services, services
 
 router = APIRouter(tags=["observability"])

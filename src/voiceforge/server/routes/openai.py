@@ -47,9 +47,9 @@ from voiceforge.audio.encode import AudioFormat
 from voiceforge.engines.base import SPEED_MAX, SPEED_MIN, Engine, VoiceInfo
 from voiceforge.errors import InvalidInput, NotFound, TooLarge, VoiceforgeError
 from voiceforge.fields import FormatName, Speed
-from voiceforge.server.auth import Principal, require
+from voiceforge.server.admission import admit, require
+from voiceforge.server.auth import Principal
 from voiceforge.server.bodies import json_object, read_form, size
-from voiceforge.server.limits import admit
 from voiceforge.server.speech_stream import SSE_MEDIA_TYPE, speech_response
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import SpeechService, Voice, new_task_id

@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceforge.errors import InvalidInput
 from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
-from voiceforge.server.auth import Principal, require
+from voiceforge.server.admission import admit, grant_output, require, ticket_of
+from voiceforge.server.auth import Principal
 from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.idempotency import fingerprint, once
-from voiceforge.server.limits import admit
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import Output, infer_mode, new_task_id
 
@@ -177,6 +177,7 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
         output, spoken_notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
         notes = list(spoken_notes)
     assert output is not None
+    await grant_output(svc, ticket_of(request).principal, output.name)  # /outputs serves its owners
     if output.cached:
         log.info("[%s] cache hit: %s", task_id, output.name)
     return TtsResponse(

@@ -20,9 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from voiceforge.errors import InvalidInput, VoiceforgeError
-from voiceforge.server.auth import require
+from voiceforge.server.admission import creator, hit, reader, require, ticket_of
 from voiceforge.server.bodies import read_form
-from voiceforge.server.limits import hit
 from voiceforge.server.state import Services, services
 from voiceforge.service.chunked import SESSION_ID, ChunkedUploads
 from voiceforge.service.uploads import Upload, UploadService
@@ -159,7 +158,8 @@ async def chunk(request: Request, svc: Annotated[Services, Depends(services)]) -
         part = form.get("chunk")
         if not isinstance(part, UploadFile):
             raise InvalidInput("chunk is required: send this piece of the file as the multipart file 'chunk'")
-        state = await run_in_threadpool(sessions.put, session_id, seq, is_last, part.file)
+        owner = creator(ticket_of(request).principal)
+        state = await run_in_threadpool(sessions.put, session_id, seq, is_last, part.file, owner)
     finally:
         await form.close()
     if state.start and state.task_id:
@@ -182,9 +182,11 @@ async def chunk(request: Request, svc: Annotated[Services, Depends(services)]) -
 
 
 @router.get("/v1/task/{task_id}", response_model=TaskStatus)
-async def task(task_id: str, svc: Annotated[Services, Depends(services)]) -> TaskStatus:
-    """Where a chunked upload's task stands: queued, running, succeeded (``result``) or failed (``error``)."""
-    t = await run_in_threadpool(ChunkedUploads(upload_service(svc)).task, task_id)
+async def task(task_id: str, request: Request, svc: Annotated[Services, Depends(services)]) -> TaskStatus:
+    """Where a chunked upload's task stands: queued, running, succeeded (``result``) or failed (``error``).
+    Only the key that sent the chunks (or an admin) sees it; anyone else gets 404."""
+    who = reader(ticket_of(request).principal)
+    t = await run_in_threadpool(ChunkedUploads(upload_service(svc)).task, task_id, who)
     return TaskStatus(
         task_id=t.id,
         upload_id=t.upload_id,
@@ -205,15 +207,23 @@ async def create(
     await hit(request, "uploads")
     uploads = upload_service(svc)
     work = functools.partial(
-        uploads.create, body.size, filename=body.filename, sha256=body.sha256, content_type=body.content_type
+        uploads.create,
+        body.size,
+        filename=body.filename,
+        sha256=body.sha256,
+        content_type=body.content_type,
+        owner=creator(ticket_of(request).principal),
     )
     upload = await run_in_threadpool(work)
     return _info(svc, upload)
 
 
 @router.get("/v1/uploads/{upload_id}", response_model=UploadInfo)
-async def upload_status(upload_id: str, svc: Annotated[Services, Depends(services)]) -> UploadInfo:
+async def upload_status(
+    upload_id: str, request: Request, svc: Annotated[Services, Depends(services)]
+) -> UploadInfo:
     """The upload's state; ``received`` is where an interrupted upload resumes."""
+    await owned(request, svc, upload_id)
     return _info(svc, await run_in_threadpool(upload_service(svc).get, upload_id))
 
 
@@ -235,7 +245,7 @@ async def put(
 
     ``Content-Range: bytes */total`` with an empty body just asks where to resume.
     """
-    uploads = upload_service(svc)
+    uploads = await owned(request, svc, upload_id)
     upload = await run_in_threadpool(uploads.get, upload_id)
     if content_range is not None and _RANGE_QUERY.fullmatch(content_range.strip()):
         return _info(svc, upload)
@@ -256,10 +266,13 @@ async def put(
 
 @router.post("/v1/uploads/{upload_id}/complete", response_model=UploadInfo)
 async def complete(
-    upload_id: str, svc: Annotated[Services, Depends(services)], body: CompleteUpload | None = None
+    upload_id: str,
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    body: CompleteUpload | None = None,
 ) -> UploadInfo:
     """Check the size and the sha256 (given now or at creation) and that the bytes are audio."""
-    uploads = upload_service(svc)
+    uploads = await owned(request, svc, upload_id)
     work = functools.partial(uploads.complete, upload_id, body.sha256 if body else None)
     upload = await svc.pool.run(work, timeout=svc.settings.request_timeout_s, breaker=False)
     log.info("[%s] upload complete: %s bytes, %s", upload_id, upload.size, upload.container)
@@ -267,18 +280,22 @@ async def complete(
 
 
 @router.delete("/v1/uploads/{upload_id}", status_code=204, response_class=Response)
-async def abort(upload_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
+async def abort(upload_id: str, request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
     """Abort an upload, or remove a finished one; its bytes are deleted."""
-    await run_in_threadpool(upload_service(svc).delete, upload_id)
+    uploads = await owned(request, svc, upload_id)
+    await run_in_threadpool(uploads.delete, upload_id)
     return Response(status_code=204)
 
 
 @router.post("/v1/uploads/{upload_id}/transcribe", response_model=UploadTranscript)
 async def transcribe(
-    upload_id: str, svc: Annotated[Services, Depends(services)], body: TranscribeUpload | None = None
+    upload_id: str,
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    body: TranscribeUpload | None = None,
 ) -> UploadTranscript:
     """Whisper's transcript of a complete upload (for long recordings use a transcription job)."""
-    uploads = upload_service(svc)
+    uploads = await owned(request, svc, upload_id)
     work = functools.partial(uploads.transcribe, upload_id, body.language if body else None)
     result = await svc.pool.run(work, timeout=svc.settings.request_timeout_s, breaker=False)
     return UploadTranscript(
@@ -296,6 +313,14 @@ def upload_service(svc: Services) -> UploadService:
     if svc.uploads is None:
         raise RuntimeError("the upload service was not built; create the app with create_app()")
     return svc.uploads
+
+
+async def owned(request: Request, svc: Services, upload_id: str) -> UploadService:
+    """The upload service, once the caller is known to own ``upload_id`` (or is an admin): another
+    key's upload is a 404, worded as for one that does not exist."""
+    uploads = upload_service(svc)
+    await run_in_threadpool(uploads.check_owner, upload_id, reader(ticket_of(request).principal))
+    return uploads
 
 
 def _field(form: FormData, name: str) -> str | None:

@@ -25,15 +25,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from voiceforge.errors import Conflict, InvalidInput, NotFound
-from voiceforge.server.auth import require
+from voiceforge.server.admission import require, ticket_of
 from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.headers import user_file_headers
 from voiceforge.server.idempotency import fingerprint, once
-from voiceforge.server.routes.uploads import upload_service
+from voiceforge.server.routes.uploads import owned
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import new_task_id
 from voiceforge.voices.cloning import ClonedVoice
-from voiceforge.voices.library import MAX_NAME, VoiceLibrary, VoiceRecord
+from voiceforge.voices.library import MAX_NAME, NO_CONSENT, VoiceLibrary, VoiceRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
@@ -54,6 +54,8 @@ class Voice(BaseModel):
     description: str | None = None
     transcript: str | None = None
     consent: bool | None = None
+    consent_by: str | None = Field(default=None, description="who affirmed the speaker's consent")
+    consent_at: datetime | None = Field(default=None, description="when consent was affirmed (UTC)")
     created_at: datetime | None = None
     updated_at: datetime | None = None
     stock_sim: float | None = Field(default=None, description="speaker similarity of the base stock voice")
@@ -78,7 +80,7 @@ class NewVoice(BaseModel):
     upload_id: str | None = Field(default=None, description="a complete upload, instead of a file")
     transcript: str | None = Field(default=None, max_length=1000, description="default: by Whisper")
     language: str | None = Field(default=None, max_length=16, description="default: detected")
-    consent: bool = Field(default=False, description="the speaker agreed to be cloned")
+    consent: bool = Field(default=False, description="required true: the speaker agreed to be cloned")
 
 
 class VoicePatch(BaseModel):
@@ -159,7 +161,10 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
     await run_in_threadpool(_check_free, svc.library, body.name)
     if prompt is None:
         assert body.upload_id is not None
-        prompt = await run_in_threadpool(upload_service(svc).read, body.upload_id)
+        uploads = await owned(request, svc, body.upload_id)  # another key's upload: 404
+        prompt = await run_in_threadpool(uploads.read, body.upload_id)
+    if not body.consent:  # before the enrollment's seconds of CPU; the library checks it again
+        raise InvalidInput(NO_CONSENT, detail={"param": "consent"})
     log.info(
         "[%s] enrolling voice %r from %d bytes (%s)",
         task_id,
@@ -179,6 +184,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         profile=cloned.profile,
         consent=body.consent,
         meta=meta,
+        consent_by=ticket_of(request).principal.id,
     )
     record = await run_in_threadpool(_clashes_conflict, svc.library, body.name, create, _CREATE_HINT)
     log.info(
@@ -231,10 +237,14 @@ async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Vo
 
 
 @router.patch("/v1/voices/{ref}", response_model=Voice, responses={409: {"description": "name taken"}})
-async def update_voice(ref: str, body: VoicePatch, svc: Annotated[Services, Depends(services)]) -> Voice:
-    """Rename a saved voice, correct its transcript or record consent."""
+async def update_voice(
+    ref: str, body: VoicePatch, request: Request, svc: Annotated[Services, Depends(services)]
+) -> Voice:
+    """Rename a saved voice, correct its transcript or record consent (true: affirmed by the caller
+    now; false: withdrawn)."""
     _not_stock(svc, ref, "changed")
-    return _saved(await run_in_threadpool(_update, svc.library, ref, body))
+    by = ticket_of(request).principal.id
+    return _saved(await run_in_threadpool(_update, svc.library, ref, body, by))
 
 
 @router.delete("/v1/voices/{ref}", status_code=204, response_class=Response)
@@ -335,6 +345,8 @@ def _saved(record: VoiceRecord) -> Voice:
         engine=record.engine,
         transcript=record.transcript,
         consent=record.consent,
+        consent_by=record.consent_by,
+        consent_at=record.consent_at,
         created_at=record.created_at,
         updated_at=record.updated_at,
         stock_sim=_number(meta.get("stock_sim")),
@@ -397,11 +409,11 @@ def _exported_name(data: bytes) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _update(library: VoiceLibrary, ref: str, patch: VoicePatch) -> VoiceRecord:
+def _update(library: VoiceLibrary, ref: str, patch: VoicePatch, by: str) -> VoiceRecord:
     record = library.get(ref)
     if patch.name is not None and patch.name.strip() != record.name:
         rename = functools.partial(library.rename, record.id, patch.name)
         record = _clashes_conflict(library, patch.name, rename, "pick another name", but=record.id)
     if patch.transcript is not None or patch.consent is not None:
-        record = library.update(record.id, transcript=patch.transcript, consent=patch.consent)
+        record = library.update(record.id, transcript=patch.transcript, consent=patch.consent, consent_by=by)
     return record
