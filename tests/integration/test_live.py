@@ -122,7 +122,7 @@ def test_auth_scope_and_ownership_hold_on_the_websocket(server: Server, admin_ke
         ws.recv(timeout=10)
     tts_only = _key(server, "speaker", "tts")
     code, reason, event = _refused(_url(server, tts_only))
-    assert code == 4403 and "'asr' scope" in reason and event["code"] == "forbidden"
+    assert code == 4403 and "'asr' scope" in event["message"] and event["code"] == "forbidden"
     with connect(_url(server, admin_key)) as ws:
         token = json.loads(ws.recv(timeout=30))["session"]
     other = _key(server, "listener", "asr")

@@ -22,7 +22,8 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from voiceforge.errors import Conflict, Forbidden, InvalidInput, VoiceforgeError
+from voiceforge.errors import Conflict, InvalidInput, VoiceforgeError
+from voiceforge.server.admission import Ticket, enter
 from voiceforge.server.auth import ANONYMOUS, Principal
 from voiceforge.server.errors import status_of
 from voiceforge.server.limits import client_ip
@@ -77,10 +78,10 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _admit(websocket: WebSocket, svc: Services) -> Principal:
+    """The same admission as HTTP's transcriptions: the ``asr`` scope and one request against its
+    rate limit (the Guard has authenticated the connection)."""
     principal: Principal = websocket.scope.get("state", {}).get("principal", ANONYMOUS)
-    if "asr" not in principal.scopes:
-        raise Forbidden(f"live transcription needs the 'asr' scope; {principal.id} does not have it")
-    await svc.limiter.hit("asr", principal, client_ip(websocket.scope))
+    await enter(svc, Ticket(principal, client_ip(websocket.scope)), "asr", "live transcription")
     return principal
 
 
