@@ -205,7 +205,7 @@ class CosyVoiceGrpcEngine:
                 started = time.perf_counter()
                 yield chunk
         except grpc.RpcError as err:
-            raise self._error(err, f" after {offset:.1f} s of audio") from err
+            raise self._error(err, f" after {offset:.1f} s of audio" if index else "") from err
         finally:
             call.cancel()  # a consumer that stopped early stops the server's work too
         if index == 0:
@@ -216,25 +216,24 @@ class CosyVoiceGrpcEngine:
         attempt = 0
         while True:
             call = self._stub.Inference(message, timeout=self.timeout_s, metadata=self._metadata)
-            try:
-                call.initial_metadata()  # blocks until the server answers or the call fails
+            call.initial_metadata()  # blocks until the server answers or the call fails
+            if not call.done() or call.code() == grpc.StatusCode.OK:
                 return call
-            except grpc.RpcError as err:
-                code = err.code()
-                wait = _retry_after(err)
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
-                    attempt += 1
-                    pause = min(wait, _MAX_RETRY_AFTER_S) if wait is not None else 0.2 * 2**attempt
-                    log.warning(
-                        "cosyvoice-grpc server at %s: %s; retry %d in %.1f s",
-                        self.target,
-                        err.details(),
-                        attempt,
-                        pause,
-                    )
-                    time.sleep(pause)
-                    continue
-                raise self._error(err, "") from err
+            # The call is its own RpcError: it failed before any audio, so a retry says nothing twice.
+            wait = _retry_after(call)
+            if call.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                attempt += 1
+                pause = min(wait, _MAX_RETRY_AFTER_S) if wait is not None else 0.2 * 2**attempt
+                log.warning(
+                    "cosyvoice-grpc server at %s: %s; retry %d in %.1f s",
+                    self.target,
+                    call.details(),
+                    attempt,
+                    pause,
+                )
+                time.sleep(pause)
+                continue
+            raise self._error(call, "")
 
     def _error(self, err: Any, when: str) -> e.VoiceforgeError:
         """The server's status as our error, named after the server (what counts on the breaker:
