@@ -299,11 +299,13 @@ def test_an_outage_is_a_503_style_error_at_once_then_the_breaker_opens(tmp_path)
         assert list(engine.stream(SynthesisRequest(text="Hello.")))
     finally:
         srv.stop()
-    for _ in range(2):
-        started = time.monotonic()
-        with pytest.raises(EngineUnavailable, match=r"answered UNAVAILABLE.*check that it is running"):
-            list(engine.stream(SynthesisRequest(text="Hello.")))
-        assert time.monotonic() - started < 10, "an outage fails fast, it does not hang"
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable, match=r"answered UNAVAILABLE.*check that it is running"):
+        list(engine.stream(SynthesisRequest(text="Hello.")))
+    assert time.monotonic() - started < 10, "an outage fails fast (one retry), it does not hang"
+    # 1 failure in 2 calls is over the 5 % failure rate: the breaker is open, the next call waits for nothing.
+    started = time.monotonic()
     with pytest.raises(EngineUnavailable, match="failed too often recently; requests to it are paused"):
         list(engine.stream(SynthesisRequest(text="Hello.")))
+    assert time.monotonic() - started < 0.5
     engine.close()
