@@ -8,11 +8,13 @@ as upstream's client does (and so its ``cosyvoice.*`` messages never meet ours i
 pool). What it hears is checked with the bundled Whisper.
 
 Then the other direction: the ``cosyvoice-grpc`` engine in this process against the same server,
-and against one that stops (an outage: a 503-style error at once, then the breaker).
+and a voiceforge whose engine it is in front of another that stops (a 503 at once, then the
+breaker).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile
 import soxr
 
 from tests.integration.conftest import Server, free_port, launch
@@ -287,25 +290,36 @@ def test_the_engine_speaks_through_a_voiceforge_grpc_server(
     engine.close()
 
 
-def test_an_outage_is_a_503_style_error_at_once_then_the_breaker_opens(tmp_path) -> None:
-    from voiceforge.engines.base import SynthesisRequest
-    from voiceforge.errors import EngineUnavailable
-    from voiceforge.service.breaker import CircuitBreaker
-
+def test_a_front_server_speaks_through_the_engine_and_answers_503_when_it_is_gone(tmp_path, transcriber):
+    """HTTP outside, gRPC inside: a voiceforge whose engine is cosyvoice-grpc in front of a second
+    voiceforge's --grpc-port. The back stopped: a 503 at once that names it, then the breaker."""
     port = free_port()
-    srv = launch(tmp_path / "down", {"VOICEFORGE_GRPC_PORT": str(port)})
-    engine = _engine(port, retries=1, breaker=CircuitBreaker(min_calls=2, open_s=60))
+    back = launch(tmp_path / "back", {"VOICEFORGE_GRPC_PORT": str(port)})
+    front = launch(tmp_path / "front", {
+        "VOICEFORGE_ENGINE": "cosyvoice-grpc",
+        "VOICEFORGE_COSYVOICE_GRPC_TARGET": f"127.0.0.1:{port}",
+        "VOICEFORGE_COSYVOICE_GRPC_VOICES": "jf_gongitsune,jm_kumo",
+        "VOICEFORGE_COSYVOICE_GRPC_RETRIES": "1",
+        "VOICEFORGE_BREAKER_MIN_CALLS": "2",
+    })  # fmt: skip
     try:
-        assert list(engine.stream(SynthesisRequest(text="Hello.")))
+        with front.client() as c:
+            r = c.post("/tts", json={"text": EN})
+            assert r.status_code == 200, r.text
+            assert r.json()["sample_rate"] == 24000
+            samples, rate = soundfile.read(io.BytesIO(c.get(r.json()["audio_url"]).content), dtype="float32")
+            text = str(transcriber.transcribe(soxr.resample(samples, rate, 16000), language="en").text)
+            assert wer(EN, text) <= 0.25, text
+            back.stop()
+            started = time.monotonic()
+            down = c.post("/tts", json={"text": "Hello again."})
+            assert time.monotonic() - started < 10, "an outage fails fast (one retry), it does not hang"
+            assert down.status_code == 503 and down.headers["retry-after"]
+            assert f"127.0.0.1:{port} answered UNAVAILABLE" in down.json()["error"]
+            # 1 failure in 2 calls is over the 5 % failure rate: the engine's breaker opened.
+            paused = c.post("/tts", json={"text": "Hello once more."})
+            assert paused.status_code == 503
+            assert "failed too often recently; requests to it are paused" in paused.json()["error"]
     finally:
-        srv.stop()
-    started = time.monotonic()
-    with pytest.raises(EngineUnavailable, match=r"answered UNAVAILABLE.*check that it is running"):
-        list(engine.stream(SynthesisRequest(text="Hello.")))
-    assert time.monotonic() - started < 10, "an outage fails fast (one retry), it does not hang"
-    # 1 failure in 2 calls is over the 5 % failure rate: the breaker is open, the next call waits for nothing.
-    started = time.monotonic()
-    with pytest.raises(EngineUnavailable, match="failed too often recently; requests to it are paused"):
-        list(engine.stream(SynthesisRequest(text="Hello.")))
-    assert time.monotonic() - started < 0.5
-    engine.close()
+        front.stop()
+        back.stop()

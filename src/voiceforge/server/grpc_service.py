@@ -275,6 +275,10 @@ async def start(svc: Services) -> grpc.aio.Server:
     """Serve :class:`CosyVoiceServicer` on ``settings.host:settings.grpc_port``; InvalidInput when
     the port cannot be bound."""
     settings = svc.settings
+    if settings.grpc_port == settings.port:
+        raise InvalidInput(
+            f"--grpc-port {settings.grpc_port} is the HTTP port too; give gRPC a port of its own"
+        )
     limit = settings.max_body_bytes  # a prompt of 30 s at 16 kHz is ~1 MB; gRPC's default cap is 4 MB
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
