@@ -159,7 +159,7 @@ def heard(transcriber: Any, answer: Answer, language: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+def grpc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
     port = free_port()
     # Enrolling a prompt on the embedded engine takes minutes on a busy 2-core machine: the stock
     # voices' calibration starts at launch (warm cloning) and the wait for audio is long.
@@ -174,16 +174,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, i
 
 
 # -- serving: an upstream client ---------------------------------------------------------------
-def test_sft_streams_sentences_at_the_stated_rate(server, upstream_client, transcriber) -> None:
-    _, port = server
+def test_sft_streams_sentences_at_the_stated_rate(grpc_server, upstream_client, transcriber) -> None:
+    _, port = grpc_server
     answer = call(upstream_client, port, "sft", spk_id="jf_gongitsune", tts_text=EN)
     assert answer.rate == 24000
     assert answer.messages >= 2, "one response per sentence, as each is made"
     assert wer(EN, heard(transcriber, answer, "en")) <= 0.25
 
 
-def test_zero_shot_clones_a_16k_int16_prompt(server, upstream_client, transcriber, shared_audio, manifest):
-    srv, port = server
+def test_zero_shot_clones_a_16k_int16_prompt(
+    grpc_server, upstream_client, transcriber, shared_audio, manifest
+):
+    srv, port = grpc_server
     zero = call(upstream_client, port, "zero_shot", tts_text=EN, prompt_wav=str(shared_audio / F5),
                 prompt_text=manifest[F5]["transcript"])  # fmt: skip
     assert wer(EN, heard(transcriber, zero, "en")) <= 0.25
@@ -191,9 +193,9 @@ def test_zero_shot_clones_a_16k_int16_prompt(server, upstream_client, transcribe
 
 
 def test_cross_lingual_clones_a_chinese_prompt_speaking_english(
-    server, upstream_client, transcriber, shared_audio
+    grpc_server, upstream_client, transcriber, shared_audio
 ):
-    _, port = server
+    _, port = grpc_server
     # No transcript in this request kind: the server's Whisper writes the prompt's.
     cross = call(
         upstream_client, port, "cross_lingual", tts_text=EN, prompt_wav=str(shared_audio / ZH_PROMPT)
@@ -202,9 +204,9 @@ def test_cross_lingual_clones_a_chinese_prompt_speaking_english(
 
 
 def test_instruct_and_an_unsupported_instruction_get_http_s_answer(
-    server, upstream_client, transcriber
+    grpc_server, upstream_client, transcriber
 ) -> None:
-    srv, port = server
+    srv, port = grpc_server
     text = "今天真是太好了，我们一起去公园散步吧。"
     happy = call(upstream_client, port, "instruct", tts_text=text, spk_id="jf_gongitsune",
                  instruct_text="用开心的语气说")  # fmt: skip
@@ -262,13 +264,11 @@ def _engine(port: int, **kw: Any) -> Any:
     return CosyVoiceGrpcEngine(f"127.0.0.1:{port}", voices=["jf_gongitsune", "jm_kumo"], **kw)
 
 
-def test_the_engine_speaks_through_a_voiceforge_grpc_server(
-    server, transcriber, shared_audio, manifest, tmp_path
-):
+def test_the_engine_speaks_through_a_voiceforge_grpc_server(grpc_server, transcriber, shared_audio, manifest):
     from voiceforge.engines.base import Prompt, SynthesisRequest
     from voiceforge.errors import Unsupported
 
-    _, port = server
+    _, port = grpc_server
     engine = _engine(port)
     chunks = list(engine.stream(SynthesisRequest(text=EN)))
     assert len(chunks) >= 2 and {c.sample_rate for c in chunks} == {24000}  # streamed, rate from metadata
