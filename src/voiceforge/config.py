@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     body_min_s: float = Field(default=30.0, gt=0)
     body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
     grpc_port: int | None = Field(default=None, ge=1, le=65535, description="CosyVoice gRPC; unset: off")
+    # Rate of the PCM gRPC answers with; unset: the engine's (24000). 22050 suits clients written
+    # for CosyVoice-300M that assume it (upstream's demo client.py) instead of reading `sample-rate`.
+    grpc_sample_rate: int | None = Field(default=None, ge=8000, le=192000)
     ui: bool = True  # the web UI (/ui, /login, /m); off: the API alone, without importing Gradio
     # Render and embed the stock voices' calibration sentences in the background at start, so the
     # first saved voice does not wait ~15 s for them (they are cached per process).

@@ -11,9 +11,9 @@ speech service what the HTTP routes ask it:
 
 Prompt audio is what upstream's client sends: raw mono int16 PCM at 16 kHz (a WAV file is accepted
 too); it then passes the same checks as an HTTP upload. The answer is one ``Response`` per sentence
-as it is made, raw mono int16 PCM at the engine's rate, which the initial metadata states
-(``sample-rate``; voiceforge's engine: 24000), with ``task-id`` for the log. Request metadata
-``model`` picks one of the deployment's engines, as HTTP's ``model`` does.
+as it is made, raw mono int16 PCM at the engine's rate (or ``grpc_sample_rate``), which the
+initial metadata states (``sample-rate``; voiceforge's engine: 24000), with ``task-id`` for the
+log. Request metadata ``model`` picks one of the deployment's engines, as HTTP's ``model`` does.
 
 Admission is HTTP's (:func:`admit`): the credential from metadata, the ``tts`` scope and rate
 limit, the word filter and the daily quota, and an audit row. Errors end the call with the status
@@ -232,12 +232,13 @@ class CosyVoiceServicer(pb_grpc.CosyVoiceServicer):  # type: ignore[misc]
             req = speech.request(ask.text, voice, mode=ask.mode, instruct=ask.instruct, engine=engine.name)
             # The first sentence is cut after a clause where that is safe: the first audio leaves sooner.
             yield from encoded_speech(
-                speech, task_id, replace(req, quick_start=True), AudioFormat.PCM, cancelled
+                speech, task_id, replace(req, quick_start=True), AudioFormat.PCM, cancelled, pcm_rate=rate
             )
 
+        rate = settings.grpc_sample_rate or engine.capabilities.sample_rate
         timeout = settings.request_timeout_s
         stream = PoolStream(self.svc.pool, produce, task_id=task_id, stall_s=timeout)
-        return stream, engine.capabilities.sample_rate
+        return stream, rate
 
     def _audit(
         self,
