@@ -385,6 +385,21 @@ def split(x: NDArray[np.float32]) -> list[NDArray[np.float32]]:
     return np.split(x, [1000, 1000, 5801, 13000])
 
 
+@pytest.mark.parametrize("fmt", [AudioFormat.PCM, AudioFormat.WAV])
+def test_stream_resamples_pcm_and_wav_to_pcm_rate(fmt: AudioFormat) -> None:
+    """CosyVoice-300M's clients assume 22050 Hz: the gRPC service can answer at that rate."""
+    encoder = StreamEncoder(fmt, SR, pcm_rate=22050)
+    data = b"".join([encoder.write(chunk) for chunk in split(sine(1.0, 0.5))] + [encoder.close()])
+    if fmt is AudioFormat.WAV:
+        assert int.from_bytes(data[24:28], "little") == 22050  # the header states the new rate
+        data = data[44:]
+    y = np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768
+    assert abs(len(y) - 22050) <= 50
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * 22050 / len(y) - 440) < 2  # the same tone, not a shifted one
+    assert 0.45 < np.max(np.abs(y)) < 0.55
+
+
 @pytest.mark.parametrize("seconds", [1.0, 0.3])
 @pytest.mark.parametrize("fmt", list(AudioFormat))
 def test_stream_decodes_to_the_samples_fed(fmt: AudioFormat, seconds: float) -> None:

@@ -45,7 +45,8 @@ def test_engines_load_on_first_use_by_name(engine: Engine) -> None:
 
 
 def test_misconfigured_engines_say_what_to_set() -> None:
-    with pytest.raises(InvalidInput, match="unknown engine 'nosuch'; available: cosyvoice, kokoro, remote"):
+    available = "cosyvoice, cosyvoice-grpc, kokoro, remote"
+    with pytest.raises(InvalidInput, match=f"unknown engine 'nosuch'; available: {available}"):
         create_engine(Settings(engine="nosuch"))
     with pytest.raises(InvalidInput, match="set VOICEFORGE_REMOTE_URL"):
         create_engine(Settings(engine="remote"))

@@ -327,6 +327,9 @@ def serve(
         str | None, typer.Option(envvar="HOST", help="address to bind (default 127.0.0.1)")
     ] = None,
     port: Annotated[int | None, typer.Option(envvar="PORT", help="port (default 7860)")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="also serve CosyVoice's gRPC protocol on this port (default off)")
+    ] = None,
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="serve a network without API keys (not recommended)")
     ] = False,
@@ -342,15 +345,18 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
+    if grpc_port:
+        overrides["grpc_port"] = grpc_port
     if insecure_no_auth:
         overrides["insecure_no_auth"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
     runtime_log = configure_logging(settings)
     required = auth_required(settings)
     log.info(
-        "voiceforge serving on http://%s:%d (auth %s; log %s)",
+        "voiceforge serving on http://%s:%d%s (auth %s; log %s)",
         settings.host,
         settings.port,
+        f" and gRPC port {settings.grpc_port}" if settings.grpc_port else "",
         "on" if required else "off",
         runtime_log,
     )

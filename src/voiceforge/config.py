@@ -31,6 +31,21 @@ class Settings(BaseSettings):
     remote_timeout_s: float = Field(default=120.0, gt=0, description="longest wait for the next bytes")
     remote_retries: int = Field(default=2, ge=0, description="retries before any audio arrived")
 
+    # -- cosyvoice-grpc engine (engines/cosyvoice_grpc.py): CosyVoice's gRPC protocol ----------
+    cosyvoice_grpc_target: str | None = None  # host:port of upstream's grpc server or a voiceforge's
+    cosyvoice_grpc_api_key: str | None = None  # sent as "authorization: Bearer …"; never logged
+    # spk_id values it offers, the first the default (upstream's SFT model's by default; another
+    # voiceforge's: its stock voices, e.g. "jf_alpha,jm_kumo")
+    cosyvoice_grpc_voices: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["中文女", "中文男", "英文女", "英文男", "日语男", "粤语女", "韩语女"]
+    )
+    # rate of its PCM when the server does not state one (voiceforge does, in `sample-rate`
+    # metadata); upstream's CosyVoice-300M answers 22050, CosyVoice2/3 24000
+    cosyvoice_grpc_sample_rate: int = Field(default=24000, ge=8000, le=192000)
+    cosyvoice_grpc_connect_timeout_s: float = Field(default=5.0, gt=0)
+    cosyvoice_grpc_timeout_s: float = Field(default=300.0, gt=0, description="longest one request may take")
+    cosyvoice_grpc_retries: int = Field(default=2, ge=0, description="retries before any audio arrived")
+
     # -- cosyvoice engine (engines/cosyvoice.py): upstream CosyVoice3 in this process ------------
     cosyvoice_model_dir: Path | None = None  # e.g. pretrained_models/Fun-CosyVoice3-0.5B
     cosyvoice_load_trt: bool = False
@@ -70,6 +85,10 @@ class Settings(BaseSettings):
     body_idle_s: float = Field(default=20.0, gt=0, description="longest pause inside a request body")
     body_min_s: float = Field(default=30.0, gt=0)
     body_min_rate: int = Field(default=50_000, ge=1, description="bytes/s a long body must average")
+    grpc_port: int | None = Field(default=None, ge=1, le=65535, description="CosyVoice gRPC; unset: off")
+    # Rate of the PCM gRPC answers with; unset: the engine's (24000). 22050 suits clients written
+    # for CosyVoice-300M that assume it (upstream's demo client.py) instead of reading `sample-rate`.
+    grpc_sample_rate: int | None = Field(default=None, ge=8000, le=192000)
     ui: bool = True  # the web UI (/ui, /login, /m); off: the API alone, without importing Gradio
     # Host names this server answers to (server/origin.py; DNS rebinding). Default: the loopback
     # names and the bind address; any name when bound to 0.0.0.0 or ::. Behind a reverse proxy that
@@ -193,6 +212,14 @@ class Settings(BaseSettings):
 
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cosyvoice_grpc_voices", mode="before")
+    @classmethod
+    def _split_voices(cls, value: object) -> object:
+        """``VOICEFORGE_COSYVOICE_GRPC_VOICES=jf_alpha,jm_kumo``: comma-separated."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @property

@@ -61,7 +61,15 @@ class StreamEncoder:
     no bytes at all (its containers cannot describe empty audio).
     """
 
-    def __init__(self, fmt: AudioFormat | str, sample_rate: int, *, bitrate: int | None = None) -> None:
+    def __init__(
+        self,
+        fmt: AudioFormat | str,
+        sample_rate: int,
+        *,
+        bitrate: int | None = None,
+        pcm_rate: int | None = None,
+    ) -> None:
+        """``pcm_rate``: WAV and PCM at this rate instead of ``sample_rate`` (resampled as it streams)."""
         self.format = parse_format(fmt)
         check_sample_rate(sample_rate)
         self.sample_rate = sample_rate
@@ -70,8 +78,11 @@ class StreamEncoder:
         self._sink: _Sink | None = None
         self._writer: AvWriter | None = None
         self._resampler: soxr.ResampleStream | None = None
+        if self.format in (AudioFormat.WAV, AudioFormat.PCM) and pcm_rate and pcm_rate != sample_rate:
+            check_sample_rate(pcm_rate)
+            self._resampler = soxr.ResampleStream(sample_rate, pcm_rate, 1, dtype="float64", quality="HQ")
         if self.format is AudioFormat.WAV:
-            self._header = wav_stream_header(sample_rate)
+            self._header = wav_stream_header(pcm_rate or sample_rate)
         elif self.format is not AudioFormat.PCM:
             rate = codec_rate(self.format, sample_rate)
             if rate != sample_rate:

@@ -27,10 +27,17 @@ def _cosyvoice(settings: Settings) -> Engine:
     return CosyVoiceEngine.from_settings(settings)
 
 
+def _cosyvoice_grpc(settings: Settings) -> Engine:
+    from voiceforge.engines.cosyvoice_grpc import CosyVoiceGrpcEngine
+
+    return CosyVoiceGrpcEngine.from_settings(settings)
+
+
 ENGINES: dict[str, Callable[[Settings], Engine]] = {
     "kokoro": _kokoro,
     "remote": _remote,
     "cosyvoice": _cosyvoice,
+    "cosyvoice-grpc": _cosyvoice_grpc,
 }
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -139,9 +140,12 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
         if settings.warm_cloning:
             svc.speech.models.warm_cloning()
         retention = asyncio.create_task(_retention(svc))
+        grpc_server = await _serve_grpc(svc) if settings.grpc_port else None
         try:
             yield
         finally:
+            if grpc_server is not None:  # running calls get a few seconds, then are cancelled
+                await grpc_server.stop(5)
             await svc.jobs.stop()  # running jobs stop after their sentence and stay queued
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,6 +205,13 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("/v1/uploads/{upload_id}", upload),  # PUT; its Content-Range narrows it further
         BodyRule("/v1/voices/import", MAX_EXPORT_BYTES, FORM_OVERHEAD, hint="send a zip from /export"),
     ]
+
+
+async def _serve_grpc(svc: Services) -> Any:
+    """CosyVoice's gRPC service on ``grpc_port`` (server/grpc_service.py); grpc is imported only then."""
+    from voiceforge.server import grpc_service
+
+    return await grpc_service.start(svc)
 
 
 async def _retention(svc: Services) -> None:

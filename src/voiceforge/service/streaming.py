@@ -168,15 +168,19 @@ def encoded_speech(
     request: SynthesisRequest,
     fmt: AudioFormat,
     cancelled: threading.Event,
+    *,
+    pcm_rate: int | None = None,
 ) -> Iterator[EncodedPiece]:
-    """``speech.stream`` encoded in ``fmt`` sentence by sentence; blocking (run it on a worker)."""
+    """``speech.stream`` encoded in ``fmt`` sentence by sentence; blocking (run it on a worker).
+
+    ``pcm_rate``: WAV or PCM resampled to this rate (default: the engine's)."""
     encoder: StreamEncoder | None = None
     done = total = 0
     audio_s = 0.0
     started = time.perf_counter()
     for chunk in speech.stream(task_id, request, cancelled=cancelled):
         if encoder is None:
-            encoder = StreamEncoder(fmt, chunk.sample_rate)
+            encoder = StreamEncoder(fmt, chunk.sample_rate, pcm_rate=pcm_rate)
         done, total = chunk.index + 1, chunk.total
         audio_s += chunk.duration_s
         data = encoder.write(chunk.samples)
