@@ -60,8 +60,10 @@ class BodyRule:
 
 
 def size(n: int) -> str:
-    """``n`` bytes as a person reads it: whole MiB where it is, else KiB."""
-    return f"{n // _MIB} MiB" if n >= _MIB and n % _MIB == 0 else f"{n // 1024} KiB"
+    """``n`` bytes as a person reads it: MiB from 1 MiB up (a decimal unless whole), else KiB."""
+    if n < _MIB:
+        return f"{n // 1024} KiB"
+    return f"{n // _MIB} MiB" if n % _MIB == 0 else f"{n / _MIB:.1f} MiB"
 
 
 class BodyGuard:
