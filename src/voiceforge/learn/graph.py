@@ -107,14 +107,18 @@ class KokoroGraph:
         style: Tensor,
         speed: float = 1.0,
         keep: Iterable[str] = (),
+        *,
+        outputs: bool = True,
     ) -> dict[str, Tensor]:
         """The graph's outputs (``audio``) and the intermediates named in ``keep``.
 
-        ``tokens`` is int64 (1, N) with the padding zeros; ``style`` float32 (1, 256).
+        ``tokens`` is int64 (1, N) with the padding zeros; ``style`` float32 (1, 256). With
+        ``outputs=False`` the run stops once every tensor in ``keep`` is computed (the F0 curve
+        needs only the text encoder and prosody predictor, a fraction of the cost).
         """
         env: dict[str, Tensor | None] = {"": None}
         env.update(dict(zip(self.inputs, (tokens, style, torch.tensor([speed], dtype=torch.float32)), strict=True)))
-        wanted = set(keep) | set(self.outputs)
+        wanted = set(keep) | (set(self.outputs) if outputs else set())
         out: dict[str, Tensor] = {}
         for k, node in enumerate(self.nodes):
             args = [self.weights[i] if i in self.weights else env[i] for i in node.inputs]
@@ -128,6 +132,8 @@ class KokoroGraph:
                     env[name] = value
                     if name in wanted:
                         out[name] = value
+            if len(out) == len(wanted):
+                break
             for i in node.inputs:
                 if self._last_use.get(i) == k and i not in self.weights:
                     env.pop(i, None)
