@@ -22,7 +22,7 @@ class TorchSpeakerEncoder:
     """Differentiable ``SpeakerEncoder.embed`` for 1-D float audio at any sample rate."""
 
     def __init__(self, encoder: ref.SpeakerEncoder, state: dict[str, np.ndarray]) -> None:
-        self._numpy = encoder
+        self.numpy = encoder  # the reference it reproduces, for the parts that need no gradient
         self.lstm = torch.nn.LSTM(ref._N_MELS, ref._HIDDEN, num_layers=3)
         with torch.no_grad():
             for name, param in self.lstm.named_parameters():

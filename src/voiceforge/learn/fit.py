@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from voiceforge.engines.kokoro_model import STYLE_DIM, KokoroModel
+from voiceforge.config import Settings
+from voiceforge.engines.dequantize import fp32_model_path
+from voiceforge.engines.kokoro_model import (
+    STYLE_DIM,
+    KokoroModel,
+    SessionConfig,
+    bundled_model_bytes,
+    bundled_vocab,
+    load_vocab,
+    load_voice_packs,
+)
 from voiceforge.errors import Cancelled, InvalidInput
 from voiceforge.learn.embed import TorchSpeakerEncoder
 from voiceforge.learn.graph import F0_CURVE, KokoroGraph
@@ -104,6 +114,16 @@ class Learner:
         rows = np.stack([p[len(p) // 8] for p in packs.values()])  # a mid-length row of each voice
         self._spread = torch.from_numpy(rows.std(axis=0) + 1e-3)
         self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: Settings, threads: int = 2) -> Learner:
+        """Everything from the bundled (or configured) weights; the fp32 graph is cached on disk."""
+        weights = settings.kokoro_model.read_bytes() if settings.kokoro_model else bundled_model_bytes()
+        vocab = load_vocab(settings.kokoro_vocab) if settings.kokoro_vocab else bundled_vocab()
+        graph = KokoroGraph.load(fp32_model_path(settings.cache_dir, weights))
+        model = KokoroModel(weights, vocab, SessionConfig(threads=threads))
+        torch_encoder = TorchSpeakerEncoder.load()
+        return cls(graph, model, load_voice_packs(settings.kokoro_voices), torch_encoder.numpy, torch_encoder)
 
     def learn(
         self,
