@@ -37,10 +37,11 @@ from voiceforge.voices.embedding import similarity
 
 REPORT = {
     "zh": [
-        "春天来了，河边的柳树发出了嫩绿的新芽。", "请把桌子上的那杯热茶递给我。", "这家饭馆的饺子非常好吃，价格也不贵。",
-        "火车将在十分钟后到达北京南站。", "他每天晚上都会给女儿讲一个故事。", "明年夏天我们打算去海边旅行。",
-        "医生说他需要多喝水，早点休息。", "图书馆周末开放到晚上九点。", "妈妈在厨房里做红烧肉。",
-        "这个问题比我想象的要复杂得多。",
+        "春天来了，河边的柳树发出了嫩绿的新芽。", "请把桌子上的那杯热茶递给我。",
+        "这家饭馆的饺子非常好吃，价格也不贵。", "火车将在十分钟后到达北京南站。",
+        "他每天晚上都会给女儿讲一个故事。", "明年夏天我们打算去海边旅行。",
+        "医生说他需要多喝水，早点休息。", "图书馆周末开放到晚上九点。",
+        "妈妈在厨房里做红烧肉。", "这个问题比我想象的要复杂得多。",
     ],
     "en": [
         "The weather is lovely today, so we are going to walk in the park.",
@@ -99,13 +100,15 @@ def _judge(learner: Learner, asr: Transcriber, pack: np.ndarray, language: str, 
         "f0_error": round(abs(_median_f0(np.concatenate(spoken)) / _median_f0(prompt) - 1), 4),
     }
     if others:
-        entry["sim_other"] = round(float(np.mean([similarity(encoder.embed(o, RATE), whole) for o in others])), 4)
+        sims_other = [similarity(encoder.embed(o, RATE), whole) for o in others]
+        entry["sim_other"] = round(float(np.mean(sims_other)), 4)
     return entry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "audio")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "audio"
+    parser.add_argument("--clips", type=Path, default=shared)
     parser.add_argument("--steps", type=int, default=LearnConfig().steps)
     parser.add_argument("--only", default="", help="run only the prompt whose name contains this")
     args = parser.parse_args()
@@ -125,9 +128,15 @@ def main() -> None:
             "base_voice": learned.base_voice,
             "learn_s": round(learn_s, 1),
             "steps": learned.steps,
-            "calibration_sim": {"stock": round(learned.stock_sim, 4), "learned": round(learned.calibration_sim, 4)},
-            "f0_hz": {"prompt": round(learned.f0_target_hz, 1), "predicted_after_pitch_fit": round(learned.f0_learned_hz, 1)},
-        }  # fmt: skip
+            "calibration_sim": {
+                "stock": round(learned.stock_sim, 4),
+                "learned": round(learned.calibration_sim, 4),
+            },
+            "f0_hz": {
+                "prompt": round(learned.f0_target_hz, 1),
+                "after_pitch_fit": round(learned.f0_learned_hz, 1),
+            },
+        }
         if others:
             real = learner.encoder.embed(prompt, RATE)
             entry["sim_other_real"] = round(

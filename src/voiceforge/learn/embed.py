@@ -49,7 +49,8 @@ class TorchSpeakerEncoder:
         keep = _kept(wav.detach().numpy())
         wav = wav[: len(keep)][torch.from_numpy(keep)] if keep.any() else wav
         starts = ref._partial_starts(len(wav))
-        wav = torch.nn.functional.pad(wav, (0, max(0, (starts[-1] + ref._PARTIAL_FRAMES) * ref._HOP - len(wav))))
+        short = (starts[-1] + ref._PARTIAL_FRAMES) * ref._HOP - len(wav)
+        wav = torch.nn.functional.pad(wav, (0, max(0, short)))
         padded = torch.nn.functional.pad(wav, (ref._N_FFT // 2, ref._N_FFT // 2))
         frames = padded.unfold(0, ref._N_FFT, ref._HOP)
         spectrum = torch.fft.rfft(frames * self.window, dim=1)
@@ -60,7 +61,8 @@ class TorchSpeakerEncoder:
         raw = torch.relu(h[-1] @ self.linear_w.T + self.linear_b)
         embeds = raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
         mean = embeds.mean(dim=0)
-        return mean / mean.norm()
+        unit: Tensor = mean / mean.norm()
+        return unit
 
 
 def _resample(audio: Tensor, rate: int, target: int) -> Tensor:
@@ -74,7 +76,8 @@ def _resample(audio: Tensor, rate: int, target: int) -> Tensor:
         spectrum = spectrum[:bins]
     else:
         spectrum = torch.nn.functional.pad(spectrum, (0, bins - spectrum.shape[0]))
-    return torch.fft.irfft(spectrum, n=n_out) * (n_out / len(audio))
+    resampled: Tensor = torch.fft.irfft(spectrum, n=n_out) * (n_out / len(audio))
+    return resampled
 
 
 def _kept(wav: np.ndarray) -> np.ndarray:

@@ -183,7 +183,7 @@ class Learner:
             pull = ((timbre / self._spread[TIMBRE]) ** 2).mean()
             loss = -cosine + config.manifold * pull
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             entry = {"step": float(step), "train_cos": float(cosine), "pull": float(pull)}
             if step % config.eval_every == 0 or step == config.steps:
@@ -240,9 +240,10 @@ class Learner:
             loss = (log_f0.mean() - mean) ** 2 + 0.5 * (log_f0.std() - std) ** 2
             loss = loss + config.manifold * ((prosody / self._spread[PROSODY]) ** 2).mean()
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
-            progress(Progress("pitch", step, config.pitch_steps, {"f0_hz": float(torch.exp(log_f0.detach().mean()))}))
+            f0_hz = float(torch.exp(log_f0.detach().mean()))
+            progress(Progress("pitch", step, config.pitch_steps, {"f0_hz": f0_hz}))
         return torch.cat([delta[TIMBRE], prosody.detach()])
 
     def _f0(self, tokens: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

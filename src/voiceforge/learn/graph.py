@@ -76,7 +76,9 @@ class KokoroGraph:
         nodes = []
         for n in graph.node:
             if n.op_type not in OPS:
-                raise ModelUnavailable(f"the Kokoro graph uses ONNX op {n.op_type!r}, which learn/ops.py lacks")
+                raise ModelUnavailable(
+                    f"the Kokoro graph uses ONNX op {n.op_type!r}, which learn/ops.py lacks"
+                )
             inputs = tuple(n.input)
             op = n.op_type
             div = producer.get(n.input[0]) if op == "Atan" else None
@@ -96,7 +98,7 @@ class KokoroGraph:
     def load(cls, path: Path) -> KokoroGraph:
         try:
             model = onnx.load(str(path))
-        except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as e:  # type: ignore[attr-defined]
+        except Exception as e:  # protobuf and onnx raise their own untyped errors for bad files
             raise ModelUnavailable(f"cannot read the fp32 Kokoro graph {str(path)!r}: {e}") from e
         log.info("loaded the fp32 Kokoro graph for learning (%d nodes)", len(model.graph.node))
         return cls(model)
@@ -117,7 +119,8 @@ class KokoroGraph:
         needs only the text encoder and prosody predictor, a fraction of the cost).
         """
         env: dict[str, Tensor | None] = {"": None}
-        env.update(dict(zip(self.inputs, (tokens, style, torch.tensor([speed], dtype=torch.float32)), strict=True)))
+        feeds = (tokens, style, torch.tensor([speed], dtype=torch.float32))
+        env.update(dict(zip(self.inputs, feeds, strict=True)))
         wanted = set(keep) | (set(self.outputs) if outputs else set())
         out: dict[str, Tensor] = {}
         for k, node in enumerate(self.nodes):
@@ -125,7 +128,9 @@ class KokoroGraph:
             try:
                 result = OPS[node.op](node.attrs, args)
             except (RuntimeError, IndexError, ValueError, NotImplementedError) as e:
-                raise EngineFailure(f"differentiable Kokoro failed at {node.op} node {node.name!r}: {e}") from e
+                raise EngineFailure(
+                    f"differentiable Kokoro failed at {node.op} node {node.name!r}: {e}"
+                ) from e
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results, strict=False):
                 if name:

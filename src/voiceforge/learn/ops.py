@@ -271,7 +271,7 @@ def lstm(a: Attrs, x: Inputs) -> tuple[Tensor, Tensor, Tensor]:
     v, w, r = _t(x[0]), _t(x[1]), _t(x[2])
     if len(x) > 4 and x[4] is not None:
         raise NotImplementedError("LSTM sequence_lens")
-    if len(x) > 7 and x[7] is not None or a.get("layout", 0) or "activations" in a:
+    if (len(x) > 7 and x[7] is not None) or a.get("layout", 0) or "activations" in a:
         raise NotImplementedError("LSTM peepholes, layout or activations")
     hidden = int(a["hidden_size"])
     dirs, batch = w.shape[0], v.shape[1]
@@ -279,7 +279,9 @@ def lstm(a: Attrs, x: Inputs) -> tuple[Tensor, Tensor, Tensor]:
     zeros = torch.zeros(dirs, batch, hidden, dtype=v.dtype)
     h0 = x[5] if len(x) > 5 and x[5] is not None else zeros
     c0 = x[6] if len(x) > 6 and x[6] is not None else zeros
-    order = torch.cat([torch.arange(0, hidden), torch.arange(2 * hidden, 4 * hidden), torch.arange(hidden, 2 * hidden)])
+    order = torch.cat(
+        [torch.arange(0, hidden), torch.arange(2 * hidden, 4 * hidden), torch.arange(hidden, 2 * hidden)]
+    )
     params = []
     for d in range(dirs):
         params += [w[d][order], r[d][order], bias[d, : 4 * hidden][order], bias[d, 4 * hidden :][order]]
@@ -360,8 +362,10 @@ def reshape(a: Attrs, x: Inputs) -> Tensor:
 def expand(a: Attrs, x: Inputs) -> Tensor:
     v, dims = _t(x[0]), _ints(x[1])
     # ONNX Expand broadcasts both ways (a 1 in the shape keeps the input's dim)
-    target = torch.broadcast_shapes(tuple(v.shape), tuple(dims))
-    return v.expand(target)
+    rank = max(v.dim(), len(dims))
+    have = [1] * (rank - v.dim()) + list(v.shape)
+    want = [1] * (rank - len(dims)) + dims
+    return v.expand([h if w == 1 else w for h, w in zip(have, want, strict=True)])
 
 
 def transpose(a: Attrs, x: Inputs) -> Tensor:
@@ -407,15 +411,15 @@ def slice_(a: Attrs, x: Inputs) -> Tensor:
     steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
     index: list[slice] = [slice(None)] * v.dim()
     flips = []
-    for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
-        ax = _axis(ax, v.dim())
+    for start, end, axis, st in zip(starts, ends, axes, steps, strict=True):
+        ax = _axis(axis, v.dim())
         n = v.shape[ax]
         if st > 0:
-            index[ax] = slice(max(-n, min(s, n)), max(-n - 1, min(e, n)), st)
-        else:  # Python slicing handles negative steps like ONNX once the bounds are clamped
-            s = min(s + n if s < 0 else s, n - 1)
-            e = e + n if e < 0 else e
-            idx = torch.arange(s, max(e, -1), st)
+            index[ax] = slice(max(-n, min(start, n)), max(-n - 1, min(end, n)), st)
+        else:  # negative steps: the indices ONNX would visit, clamped as it does
+            first = min(start + n if start < 0 else start, n - 1)
+            last = end + n if end < 0 else end
+            idx = torch.arange(first, max(last, -1), st)
             idx = idx[(idx >= 0) & (idx < n)]
             flips.append((ax, idx))
     out = v[tuple(index)]
