@@ -128,3 +128,14 @@ def test_version_2_profiles_still_load(engine):
     )  # fmt: skip
     old = Profile.from_bytes(replace(profile, version=2).to_bytes())
     assert old.version == 2 and not old.learned
+
+
+def test_serving_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, voiceforge.engines.kokoro, voiceforge.server.app, voiceforge.cli; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
