@@ -185,7 +185,7 @@ class Learner:
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
-            entry = {"step": float(step), "train_cos": float(cosine), "pull": float(pull)}
+            entry = {"step": float(step), "train_cos": float(cosine.detach()), "pull": float(pull.detach())}
             if step % config.eval_every == 0 or step == config.steps:
                 candidate = torch.cat([timbre.detach(), delta[PROSODY]])
                 sim = self.calibration_sim(self._pack(base, candidate), language, target)
