@@ -177,7 +177,8 @@ class KokoroEngine:
                 raise InvalidInput(
                     f"voice was enrolled for engine {profile.engine}, not {self.name}; enroll it again here"
                 )
-            return _Render(profile.style, _mapping(profile), speed, controls)
+            # a learned voice is Kokoro's own style for the speaker: nothing left to convert
+            return _Render(profile.style, None if profile.learned else _mapping(profile), speed, controls)
         voice = request.voice or self.default_voice
         if voice not in self.packs:
             raise InvalidInput(self._unknown_voice(voice))

@@ -17,7 +17,10 @@ import numpy as np
 
 from voiceforge.errors import InvalidInput
 
-PROFILE_VERSION = 2  # 2 added the frame map; version 1 profiles load as statistics-only
+# 2 added the frame map (version 1 profiles load as statistics-only); 3 added learned voices:
+# ``learned`` profiles carry a style pack fitted by gradient descent (learn/fit.py) and are
+# spoken without WORLD conversion.
+PROFILE_VERSION = 3
 _ARRAYS = ("style", "envelope_mean", "envelope_std", "source_envelope_mean", "source_envelope_std",
            "envelope_offset", "frame_source", "frame_target", "frame_weights", "embedding")  # fmt: skip
 _ADDED_IN_2 = {"frame_source", "frame_target", "frame_weights"}
@@ -55,6 +58,7 @@ class VoiceProfile:
     language: str
     meta: dict[str, Any] = field(default_factory=dict)  # enrollment figures: SIM, time, seed, …
     version: int = PROFILE_VERSION
+    learned: bool = False  # style learned by gradient descent: spoken as it is, no conversion
 
     def to_bytes(self) -> bytes:
         scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS}
@@ -70,10 +74,10 @@ class VoiceProfile:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 scalars = json.loads(str(npz["meta"]))
                 version = scalars.get("version")
-                if version not in (1, PROFILE_VERSION):
+                if version not in (1, 2, PROFILE_VERSION):
                     raise InvalidInput(
                         f"voice profile version {version!r} is not supported; this voiceforge reads "
-                        f"versions 1 and {PROFILE_VERSION} (enroll the voice again)"
+                        f"versions 1 to {PROFILE_VERSION} (enroll the voice again)"
                     )
                 names = [n for n in _ARRAYS if version > 1 or n not in _ADDED_IN_2]
                 arrays: dict[str, Any] = {name: np.asarray(npz[name], dtype=np.float32) for name in names}
@@ -102,7 +106,7 @@ class VoiceProfile:
             json.dumps(
                 [self.engine, self.base_voice, self.f0_log_mean, self.f0_log_std, self.source_f0_log_mean,
                  self.source_f0_log_std, self.f0_shift, self.frame_neighbours,
-                 self.version],
+                 self.version] + (["learned"] if self.learned else []),
             ).encode()
         )  # fmt: skip
         return h.hexdigest()[:32]
