@@ -9,6 +9,6 @@ trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools"
 "$tools/bin/pip" install --quiet "pip-tools==7.7.0"
 "$tools/bin/pip-compile" --quiet --upgrade --generate-hashes --allow-unsafe --all-build-deps \
-  --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
-  --output-file requirements.lock pyproject.toml
+  --extra dev --extra learn --strip-extras --no-emit-index-url --no-emit-find-links \
+  --constraint scripts/lock-constraints.txt --output-file requirements.lock pyproject.toml
 bash test.sh "$@"
