@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     word_filter: bool = True
     word_list: Path | None = None
     filter_prompt_text: bool = False  # also check a prompt's transcript
+    # recognised speech (transcriptions, uploads, live, prompt recordings): refuse (400), flag it
+    # in the audit row and the log, or leave it unchecked (service/transcribe.py)
+    speech_filter: Literal["refuse", "flag", "off"] = "refuse"
 
     # -- jobs (jobs/) ------------------------------------------------------------------------------
     webhook_secret: str | None = None  # HMAC-SHA256 key for webhook bodies

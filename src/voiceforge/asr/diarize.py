@@ -19,8 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.optimize import linear_sum_assignment
 
 from voiceforge.asr.whisper import Segment, Transcriber, Transcript, Word
 from voiceforge.audio.vad import VAD_RATE, speech_segments
@@ -130,6 +128,8 @@ def error_rate(reference: list[Turn], hypothesis: list[Turn], *, collar: float =
         for edge in (t.start, t.end):
             i = round(edge / _FRAME_S)
             scored[max(0, i - pad) : i + pad] = False
+    from scipy.optimize import linear_sum_assignment
+
     ref, hyp = ref[scored], hyp[scored]
     speech = ref >= 0
     r_ids, h_ids = np.unique(ref[speech]), np.unique(hyp[hyp >= 0])
@@ -167,6 +167,8 @@ def _at(seconds: float) -> int:
 
 
 def _cluster(embeddings: NDArray[np.float32], speakers: int | None) -> NDArray[np.int64]:
+    from scipy.cluster.hierarchy import fcluster, linkage  # scipy loads when someone diarizes
+
     if len(embeddings) == 1:
         return np.zeros(1, dtype=np.int64)
     tree = linkage(embeddings.astype(np.float64), method="average", metric="cosine")

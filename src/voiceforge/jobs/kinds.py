@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceforge.asr.formats import as_json
 from voiceforge.audio.decode import decode
 from voiceforge.errors import NotFound, VoiceforgeError
 from voiceforge.jobs.base import Job, JobFailed
 from voiceforge.jobs.requests import SpeechItem
 from voiceforge.service.speech import Output, SpeechService
+from voiceforge.service.transcribe import screen, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +103,36 @@ def run_longform(speech: SpeechService, work: Work) -> dict[str, Any]:
 
 
 def run_transcription(speech: SpeechService, work: Work) -> dict[str, Any]:
-    duration = float(work.job.params["duration"])
+    params = work.job.params
+    duration = float(params["duration"])
     path = work.input("audio")
     work.report(0.05, "loading the speech recogniser")
-    transcriber = speech.models.transcriber
+    models = speech.models
     # Our decoder, not Whisper's: the same limits as when the job was checked, 16 kHz as it decodes.
-    audio = decode(path, max_duration_s=speech.models.settings.max_job_audio_s, rate=16_000)
-    work.report(0.1, f"transcribing {duration:.1f} s of audio")
+    audio = decode(path, max_duration_s=models.settings.max_job_audio_s, rate=16_000)
+    diarize = bool(params.get("diarize"))
+    work.report(0.1, f"transcribing {duration:.1f} s of audio{' and who spoke when' if diarize else ''}")
     log.info("[%s] transcribing %.1f s of audio", work.job.id, duration)
-    transcript = transcriber.transcribe(audio.samples, language=work.job.params.get("language"))
+    transcript = transcribe(
+        models,
+        audio.samples,
+        language=params.get("language"),
+        diarize=diarize,
+        speakers=params.get("speakers"),
+    )
     log.info(
         "[%s] transcribed: %d characters, language %s", work.job.id, len(transcript.text), transcript.language
     )
+    flagged = screen(models.words, models.settings.speech_filter, transcript.text, "the recording's speech")
+    result = as_json(transcript, verbose=True)
     return {
         "text": transcript.text,
         "language": transcript.language,
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
-        "segments": [
-            {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in transcript.segments
-        ],
+        "segments": [{k: v for k, v in seg.items() if k != "id"} for seg in result["segments"]],
+        **({"speakers": transcript.speakers} if transcript.speakers is not None else {}),
+        **({"flagged": flagged} if flagged else {}),
     }
 
 

@@ -100,6 +100,10 @@ class TranscriptionJob(_Job):
     language: str | None = Field(
         default=None, pattern=r"^[a-z]{2,3}$", description="e.g. zh, en; default: detected"
     )
+    diarize: bool = Field(default=False, description="label each segment with its speaker")
+    speakers: int | None = Field(
+        default=None, ge=1, le=8, description="how many speakers (implies diarize); default: estimated"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TranscriptionJob:
@@ -162,7 +166,9 @@ def prepare(
     duration = _check_audio(audio, settings.max_job_audio_s, field)
     if request.language is not None:
         _check_language(request.language)
-    params = {"language": request.language, "duration": round(duration, 3), "bytes": size}
+    diarize = request.diarize or request.speakers is not None
+    params = {"language": request.language, "duration": round(duration, 3), "bytes": size,
+              "diarize": diarize, "speakers": request.speakers}  # fmt: skip
     # An upload is copied in: the job must not depend on the upload outliving its retention.
     return JobSpec("transcription", params, digest, webhook, inputs={"audio": audio})
 

@@ -44,6 +44,7 @@ from voiceforge.server.limits import client_ip
 from voiceforge.server.logs import key_id, trace_id
 from voiceforge.service.owners import Owners
 from voiceforge.service.owners import output as output_resource
+from voiceforge.service.transcribe import flags as speech_flags
 
 if TYPE_CHECKING:
     from voiceforge.server.state import Services
@@ -96,8 +97,11 @@ async def check_text(
 
 def record(svc: Services, ticket: Ticket | None, *, who: str | None, ip: str, method: str, endpoint: str,
            status: int, started: float, trace: str | None = None) -> None:  # fmt: skip
-    """The audit row (queued; no-op while auditing is off)."""
+    """The audit row (queued; no-op while auditing is off), flagged when recognised speech held a
+    listed term and the operator lets such speech through (service/transcribe.py)."""
+    flagged = speech_flags.get()
     svc.audit.record(
+        flag=flagged[0] if flagged else None,
         key_id=who,
         ip=ip,
         method=method,
@@ -291,6 +295,7 @@ class Guard:
             state["principal"] = principal
         ticket = state[TICKET] = Ticket(principal, ip)
         token = key_id.set(principal.id)
+        heard = speech_flags.set([])  # what the request's workers flag in recognised speech
         status = 500
 
         async def send_status(message: Message) -> None:
@@ -306,6 +311,7 @@ class Guard:
             if audited:
                 record(svc, ticket, who=principal.id, ip=ip, method=scope["method"], endpoint=scope["path"],
                        status=status, started=started)  # fmt: skip
+            speech_flags.reset(heard)
 
 
 def _wants_login(scope: Scope) -> bool:

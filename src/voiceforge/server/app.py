@@ -44,7 +44,6 @@ from voiceforge.service.pool import WorkerPool
 from voiceforge.service.speech import SpeechService
 from voiceforge.service.storage import open_storage
 from voiceforge.service.uploads import UploadService
-from voiceforge.text.filter import WordFilter
 from voiceforge.voices.library import MAX_EXPORT_BYTES, VoiceLibrary
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
         auth=Authenticator(settings, keys, audit, required=auth_required),
         limiter=Limiter(settings),
         audit=audit,
-        words=WordFilter.load(settings.word_list) if settings.word_filter else None,
+        words=models.words,
         uploads=uploads,
         owners=owners,
     )

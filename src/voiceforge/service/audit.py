@@ -101,8 +101,12 @@ class AuditLog:
         cost_ms: float,
         chars: int = 0,
         text_sha256: str | None = None,
+        flag: str | None = None,
     ) -> None:
-        """Queue one row (cheap; called on the event loop). No-op while auditing is off."""
+        """Queue one row (cheap; called on the event loop). No-op while auditing is off.
+
+        ``flag``: a category of the word filter heard in recognised speech and let through; a
+        successful request's outcome is then ``flagged:<category>``."""
         if not self.enabled:
             return
         row = {
@@ -113,7 +117,7 @@ class AuditLog:
             "method": method[:10],
             "endpoint": endpoint[:200],
             "status": status,
-            "outcome": outcome(status),
+            "outcome": f"flagged:{flag}"[:20] if flag and status < 400 else outcome(status),
             "chars": chars,
             "text_sha256": text_sha256,
             "cost_ms": cost_ms,

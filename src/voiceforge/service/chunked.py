@@ -30,6 +30,7 @@ from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.db import aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Overloaded, TooLarge, VoiceforgeError
 from voiceforge.service.owners import upload
+from voiceforge.service.transcribe import screen
 from voiceforge.service.uploads import (
     ChunkRow,
     TaskRow,
@@ -282,8 +283,10 @@ class ChunkedUploads:
             raise InvalidInput(f"{upload.error or 'the upload is not usable'}; start a new session_id")
         prompt = prepare_prompt(self.uploads.folder(upload_id) / "data")
         log.info("[%s] prompt %d Hz ok, %.1f s of speech", task_id, prompt.original_rate, prompt.speech_s)
-        text, language = transcribe_prompt(prompt, self.uploads.models.transcriber)
+        models = self.uploads.models
+        text, language = transcribe_prompt(prompt, models.transcriber)
         log.info("[%s] transcribed prompt (%s): %d characters", task_id, language, len(text))
+        screen(models.words, models.settings.speech_filter, text, "the recording's speech")
         return {
             "transcript": text,
             "language": language,

@@ -19,7 +19,10 @@ from voiceforge.config import Settings
 from voiceforge.engines.base import Engine
 from voiceforge.engines.registry import create_engine
 from voiceforge.errors import InvalidInput, Unsupported
+from voiceforge.service.transcribe import screen
+from voiceforge.text.filter import WordFilter
 from voiceforge.voices.cloning import ClonedVoice, clone
+from voiceforge.voices.embedding import SpeakerEncoder
 from voiceforge.voices.enroll import Enroller
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,10 @@ class Models:
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
         self._transcriber: Transcriber | None = None
+        self._encoder: SpeakerEncoder | None = None
         self._enroller: Enroller | None = None
+        # the sensitive-word filter, for typed text and recognised speech alike (None: off)
+        self.words = WordFilter.load(settings.word_list) if settings.word_filter else None
         self.generation = 0  # bumped on each reload; logged so a restart shows in the log
 
     @property
@@ -132,9 +138,16 @@ class Models:
             return self._transcriber
 
     @property
+    def speaker_encoder(self) -> SpeakerEncoder:
+        """Resemblyzer's encoder: cloning's judge and diarization's ears."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = SpeakerEncoder.load()
+            return self._encoder
+
+    @property
     def enroller(self) -> Enroller:
         from voiceforge.engines.kokoro import KokoroEngine
-        from voiceforge.voices.embedding import SpeakerEncoder
 
         engine = self.engine
         if not isinstance(engine, KokoroEngine) and "kokoro" in self.names:
@@ -145,9 +158,12 @@ class Models:
                 "to save voices, or send the prompt recording with each request"
             )
         with self._lock:
-            if self._enroller is None or self._enroller.engine is not engine:
-                self._enroller = Enroller(engine, SpeakerEncoder.load(), lambda: self.transcriber)
-            return self._enroller
+            enroller = self._enroller
+        if enroller is None or enroller.engine is not engine:
+            enroller = Enroller(engine, self.speaker_encoder, lambda: self.transcriber)
+            with self._lock:
+                self._enroller = enroller
+        return enroller
 
     def clone(
         self,
@@ -156,11 +172,15 @@ class Models:
         transcript: str | None = None,
         language: str | None = None,
     ) -> ClonedVoice:
-        """Check, transcribe (when no transcript is given) and enroll a prompt recording."""
+        """Check, transcribe (when no transcript is given) and enroll a prompt recording; what
+        Whisper heard in it passes the content check for recognised speech."""
         return clone(
             data,
             enroller=self.enroller,
             transcriber=lambda: self.transcriber,
             transcript=transcript,
             language=language,
+            heard=lambda text: screen(
+                self.words, self.settings.speech_filter, text, "the prompt recording's speech"
+            ),
         )

@@ -39,6 +39,7 @@ from voiceforge.errors import Conflict, InvalidInput, NotFound, TooLarge
 from voiceforge.service.models import Models
 from voiceforge.service.owners import Owners, forget
 from voiceforge.service.owners import upload as owned_upload
+from voiceforge.service.transcribe import screen, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -297,12 +298,22 @@ class UploadService:
         """The bytes of a complete upload (at most ``max_upload_bytes``)."""
         return self.path(upload_id).read_bytes()
 
-    def transcribe(self, upload_id: str, language: str | None = None) -> Transcript:
-        """Whisper over a complete upload of at most ``max_upload_audio_s``. Run it on the worker pool."""
+    def transcribe(
+        self,
+        upload_id: str,
+        language: str | None = None,
+        *,
+        diarize: bool = False,
+        speakers: int | None = None,
+    ) -> Transcript:
+        """Whisper over a complete upload of at most ``max_upload_audio_s`` (with who spoke when on
+        request), checked as recognised speech. Run it on the worker pool."""
         started = time.perf_counter()
         audio = decode(self.path(upload_id), max_duration_s=self.max_audio_s, rate=16_000)
         try:
-            result = self.models.transcriber.transcribe(audio.samples, language=language)
+            result = transcribe(
+                self.models, audio.samples, language=language, diarize=diarize, speakers=speakers
+            )
         except ValueError as e:  # faster-whisper refuses a language code it does not know
             raise InvalidInput(f"Whisper cannot transcribe language {language!r} ({e}); try en or zh") from e
         log.info(
@@ -313,6 +324,7 @@ class UploadService:
             time.perf_counter() - started,
             len(result.text),
         )
+        screen(self.models.words, self.models.settings.speech_filter, result.text, "the upload's speech")
         return result
 
     # -- retention -------------------------------------------------------------------------------

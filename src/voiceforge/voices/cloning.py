@@ -44,8 +44,11 @@ def clone(
     transcriber: Callable[[], Transcriber],
     transcript: str | None = None,
     language: str | None = None,
+    heard: Callable[[str], object] | None = None,
 ) -> ClonedVoice:
-    """Check the prompt, fill in its transcript by ASR when none is given, and enroll it."""
+    """Check the prompt, fill in its transcript by ASR when none is given, and enroll it.
+
+    ``heard`` sees a recognised transcript before enrollment (the content check; it may raise)."""
     prompt = prepare_prompt(data)
     source = "given"
     if transcript is None or not transcript.strip():
@@ -53,6 +56,8 @@ def clone(
         language = language or detected
         source = "asr"
         log.info("transcribed prompt (%s): %d characters", language, len(transcript))
+        if heard is not None:
+            heard(transcript)
     language = language or dominant_language(transcript)
     profile = enroller.enroll(prompt, transcript=transcript.strip(), language=language)
     return ClonedVoice(profile, prompt, source)

@@ -29,6 +29,7 @@ from voiceforge.server.errors import status_of
 from voiceforge.server.limits import client_ip
 from voiceforge.server.state import Services
 from voiceforge.service.live import LiveSession, LiveSessions
+from voiceforge.service.transcribe import screen
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,13 @@ async def _serve(websocket: WebSocket, svc: Services, session: LiveSession) -> b
 
     async def step(flush: bool = False) -> None:
         def work() -> list[dict[str, Any]]:
-            return session.step(transcriber.transcribe, flush=flush)
+            events = session.step(transcriber.transcribe, flush=flush)
+            for event in events:  # recognised speech meets the word filter, as every transcript does
+                if event["type"] == "final":
+                    flagged = screen(svc.words, svc.settings.speech_filter, event["text"], "the live speech")
+                    if flagged:
+                        event["flagged"] = flagged
+            return events
 
         for event in await svc.pool.run(work, timeout=svc.settings.request_timeout_s, breaker=False):
             await websocket.send_json(event)

@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from voiceforge.asr import formats
+from voiceforge.asr.diarize import MAX_SPEAKERS
 from voiceforge.asr.whisper import Transcript
 from voiceforge.audio.decode import decode
 from voiceforge.audio.encode import AudioFormat
@@ -54,6 +55,7 @@ from voiceforge.server.speech_stream import SSE_MEDIA_TYPE, speech_response
 from voiceforge.server.state import Services, services
 from voiceforge.service.speech import SpeechService, Voice, new_task_id
 from voiceforge.service.streaming import EncodedPiece, PoolStream, encoded_speech
+from voiceforge.service.transcribe import screen, transcribe
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
@@ -281,6 +283,7 @@ async def transcriptions(
         )
     language = _language(fields.get("language"))
     _temperature(fields.get("temperature"))
+    diarize, speakers = _speakers(fields.get("diarize"), fields.get("speakers"))
     task_id = new_task_id()
     request.state.task_id = task_id
     log.info(
@@ -304,15 +307,17 @@ async def transcriptions(
             audio.source_rate,
         )
         started = time.perf_counter()
-        transcript = models.transcriber.transcribe(audio.samples, language)
+        transcript = transcribe(models, audio.samples, language=language, diarize=diarize, speakers=speakers)
         log.info(
-            "[%s] transcribed %.1f s of %s in %.1f s: %d characters",
+            "[%s] transcribed %.1f s of %s in %.1f s: %d characters%s",
             task_id,
             transcript.duration,
             transcript.language,
             time.perf_counter() - started,
             len(transcript.text),
+            f", {len(transcript.speakers)} speakers" if transcript.speakers is not None else "",
         )
+        screen(svc.words, svc.settings.speech_filter, transcript.text, "the recording's speech")
         return transcript
 
     # Whisper is not the speech engine: its failures must not open the engine's breaker.
@@ -340,6 +345,22 @@ async def _upload(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
     if not data:
         raise InvalidInput("file is empty; send a recording", detail={"param": "file"})
     return data, fields
+
+
+def _speakers(diarize: str | None, speakers: str | None) -> tuple[bool, int | None]:
+    """``diarize`` (true/false) and ``speakers`` (1–8, implies diarize) as form fields."""
+    if diarize is not None and diarize.lower() not in ("true", "false", "1", "0", ""):
+        raise InvalidInput(f"diarize is {diarize[:20]!r}; send true or false", detail={"param": "diarize"})
+    count: int | None = None
+    if speakers:
+        if not speakers.isdigit() or not 1 <= int(speakers) <= MAX_SPEAKERS:
+            raise InvalidInput(
+                f"speakers is {speakers[:20]!r}; give a whole number from 1 to {MAX_SPEAKERS}, "
+                "or leave it out to have the count estimated",
+                detail={"param": "speakers"},
+            )
+        count = int(speakers)
+    return (diarize or "").lower() in ("true", "1") or count is not None, count
 
 
 def _language(value: str | None) -> str | None:

@@ -85,6 +85,8 @@ class TranscribeUpload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$", description="default: detected")
+    diarize: bool = Field(default=False, description="label each segment with its speaker")
+    speakers: int | None = Field(default=None, ge=1, le=8, description="how many (implies diarize)")
 
 
 class UploadInfo(BaseModel):
@@ -108,6 +110,7 @@ class Segment(BaseModel):
     start: float
     end: float
     text: str
+    speaker: str | None = None  # when diarized
 
 
 class UploadTranscript(BaseModel):
@@ -296,7 +299,14 @@ async def transcribe(
 ) -> UploadTranscript:
     """Whisper's transcript of a complete upload (for long recordings use a transcription job)."""
     uploads = await owned(request, svc, upload_id)
-    work = functools.partial(uploads.transcribe, upload_id, body.language if body else None)
+    body = body or TranscribeUpload()
+    work = functools.partial(
+        uploads.transcribe,
+        upload_id,
+        body.language,
+        diarize=body.diarize or body.speakers is not None,
+        speakers=body.speakers,
+    )
     result = await svc.pool.run(work, timeout=svc.settings.request_timeout_s, breaker=False)
     return UploadTranscript(
         upload_id=upload_id,
@@ -304,7 +314,7 @@ async def transcribe(
         language=result.language,
         language_probability=round(result.language_probability, 4),
         duration=round(result.duration, 3),
-        segments=[Segment(start=s.start, end=s.end, text=s.text) for s in result.segments],
+        segments=[Segment(start=s.start, end=s.end, text=s.text, speaker=s.speaker) for s in result.segments],
     )
 
 
