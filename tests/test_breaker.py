@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.errors import EngineUnavailable
-from voiceforge.service.breaker import CircuitBreaker
 
 
 class Clock:

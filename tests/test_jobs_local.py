@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.db import Database
 from voiceforge.errors import EngineFailure, Overloaded
 from voiceforge.jobs.base import Job, JobSpec
@@ -23,7 +24,6 @@ from voiceforge.jobs.kinds import Kind, Work
 from voiceforge.jobs.local import LocalBackend
 from voiceforge.jobs.store import JobStore
 from voiceforge.jobs.webhooks import WebhookSender
-from voiceforge.service.breaker import CircuitBreaker
 from voiceforge.service.pool import WorkerPool
 
 

@@ -29,12 +29,12 @@ import soundfile
 import soxr
 
 from voiceforge import errors as e
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.config import Settings
 from voiceforge.engines.base import AudioChunk, Capabilities, SynthesisRequest, VoiceInfo, check_supported
 from voiceforge.grpc import cosyvoice_pb2 as pb
 from voiceforge.grpc import cosyvoice_pb2_grpc as pb_grpc
 from voiceforge.grpc.status import CODE_KEY, RETRY_AFTER_KEY, SAMPLE_RATE_KEY
-from voiceforge.service.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.config import Settings
 from voiceforge.engines.base import (
     AudioChunk,
@@ -46,7 +47,6 @@ from voiceforge.errors import (
     Timeout,
     TooLarge,
 )
-from voiceforge.service.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from voiceforge import __version__
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.config import Settings
 from voiceforge.db import Database
 from voiceforge.engines.base import Engine
@@ -35,7 +36,6 @@ from voiceforge.server.origin import OriginCheck
 from voiceforge.server.routes import admin, health, jobs, live, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
 from voiceforge.service.audit import AuditLog
-from voiceforge.service.breaker import CircuitBreaker
 from voiceforge.service.chunked import ChunkedUploads
 from voiceforge.service.keys import KeyStore
 from voiceforge.service.models import Models

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from voiceforge.breaker import CircuitBreaker
 from voiceforge.errors import EngineFailure, Overloaded, Timeout, VoiceforgeError
-from voiceforge.service.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
