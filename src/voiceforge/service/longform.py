@@ -34,7 +34,7 @@ from voiceforge.errors import (
     Unsupported,
     VoiceforgeError,
 )
-from voiceforge.service.speech import SpeechService, Voice
+from voiceforge.service.speech import ResolvedVoice, SpeechService
 from voiceforge.text.chapter import Sentence, TextFormat, sentences
 from voiceforge.text.subtitles import Cue, to_srt, to_vtt
 
@@ -111,7 +111,7 @@ def _sentence(
     speech: SpeechService,
     task_id: str,
     spec: Longform,
-    voice: Voice,
+    voice: ResolvedVoice,
     sentence: Sentence,
     i: int,
     n: int,
@@ -151,7 +151,7 @@ def _sentence(
     return samples, rate
 
 
-def _request(speech: SpeechService, spec: Longform, voice: Voice, text: str) -> SynthesisRequest:
+def _request(speech: SpeechService, spec: Longform, voice: ResolvedVoice, text: str) -> SynthesisRequest:
     """One sentence of ``spec`` as the engine request: what a render synthesises and check checks."""
     return speech.request(
         text,

@@ -42,7 +42,7 @@ def new_task_id() -> str:
 
 
 @dataclass(frozen=True)
-class Voice:
+class ResolvedVoice:
     """A resolved voice: a stock name or a cloned profile, and what identifies it in cache keys."""
 
     key: str
@@ -132,7 +132,7 @@ class SpeechService:
         prompt_text: str | None = None,
         task_id: str = "-",
         engine: str | None = None,
-    ) -> Voice:
+    ) -> ResolvedVoice:
         """A stock voice, a saved one (by id or name), or a prompt recording cloned (cached).
 
         For an engine that clones from the recording itself (``cloning == "prompt"``) the voice
@@ -146,7 +146,7 @@ class SpeechService:
                 return self._prompted(prompt, prompt_text, task_id)
             return self._cloned(prompt, prompt_text, task_id)
         if voice is None or voice in self.stock_voices(engine):
-            return Voice(key=f"stock:{voice or ''}", name=voice)
+            return ResolvedVoice(key=f"stock:{voice or ''}", name=voice)
         record = self._saved(voice)
         log.info("[%s] voice %s (%s)", task_id, record.name, record.id)
         key = f"library:{record.profile_digest}"
@@ -154,8 +154,8 @@ class SpeechService:
             prompted = self._prompted(self.library.prompt_path(record.id), record.transcript, task_id)
             assert prompted.prompt is not None  # _prompted always carries one
             prompt_ = dataclasses.replace(prompted.prompt, consent=record.consent)  # what an engine forwards
-            return Voice(key=key, prompt=prompt_, notes=prompted.notes)
-        return Voice(key=key, profile=self.library.profile(record.id))
+            return ResolvedVoice(key=key, prompt=prompt_, notes=prompted.notes)
+        return ResolvedVoice(key=key, profile=self.library.profile(record.id))
 
     def _saved(self, voice: str) -> VoiceRecord:
         try:
@@ -166,14 +166,14 @@ class SpeechService:
                 "or a saved one (GET /v1/voices lists them)"
             ) from None
 
-    def _cloned(self, prompt: bytes, prompt_text: str | None, task_id: str) -> Voice:
+    def _cloned(self, prompt: bytes, prompt_text: str | None, task_id: str) -> ResolvedVoice:
         key = self.voice_key(None, prompt, prompt_text)
         cache_name = hashlib.sha256(f"{self.models.engine.name}|{key}".encode()).hexdigest()
         path = self.clones_dir / f"{cache_name}.npz"
         if path.is_file():
             path.touch()  # retention counts from the last use
             log.info("[%s] prompt already enrolled (cached voice)", task_id)
-            return Voice(key=key, profile=VoiceProfile.load(path))
+            return ResolvedVoice(key=key, profile=VoiceProfile.load(path))
         log.info("[%s] decoding and enrolling prompt (%d bytes)", task_id, len(prompt))
         started = time.perf_counter()
         cloned = self.models.clone(prompt, transcript=prompt_text)
@@ -187,9 +187,9 @@ class SpeechService:
         )
         self.clones_dir.mkdir(parents=True, exist_ok=True)
         cloned.profile.save(path)
-        return Voice(key=key, profile=cloned.profile, notes=tuple(cloned.prompt.notes))
+        return ResolvedVoice(key=key, profile=cloned.profile, notes=tuple(cloned.prompt.notes))
 
-    def _prompted(self, data: bytes | Path, transcript: str | None, task_id: str) -> Voice:
+    def _prompted(self, data: bytes | Path, transcript: str | None, task_id: str) -> ResolvedVoice:
         """The prompt checked, trimmed and written as WAV (cached by content), with its transcript."""
         from voiceforge.audio.prompt import prepare_prompt
         from voiceforge.voices.cloning import transcribe_prompt
@@ -216,13 +216,13 @@ class SpeechService:
         if transcript is None:
             transcript = heard.read_text(encoding="utf-8")
         key = hashlib.sha256(f"{digest}|{_norm(transcript)}".encode()).hexdigest()
-        return Voice(key=f"prompt:{key}", prompt=Prompt(wav, transcript.strip(), key), notes=notes)
+        return ResolvedVoice(key=f"prompt:{key}", prompt=Prompt(wav, transcript.strip(), key), notes=notes)
 
     # -- requests --------------------------------------------------------------------------------
     def request(
         self,
         text: str,
-        voice: Voice,
+        voice: ResolvedVoice,
         *,
         mode: Mode | None = None,
         instruct: str | None = None,

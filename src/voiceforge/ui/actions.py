@@ -19,7 +19,7 @@ from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import AudioChunk, SynthesisRequest
 from voiceforge.errors import InvalidInput
 from voiceforge.service.models import Models
-from voiceforge.service.speech import Output, SpeechService, Voice
+from voiceforge.service.speech import Output, ResolvedVoice, SpeechService
 from voiceforge.voices.cloning import transcribe_prompt
 from voiceforge.voices.library import VoiceRecord
 
@@ -71,7 +71,7 @@ def _prompt(speech: SpeechService, form: Form) -> bytes | None:
     return form.prompt.read_bytes() if form.prompt is not None else None
 
 
-def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[Voice, SynthesisRequest]:
+def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[ResolvedVoice, SynthesisRequest]:
     """The voice (a prompt cloned, a saved or a stock one) and the checked engine request."""
     prompt = _prompt(speech, form)
     voice = speech.resolve(

@@ -53,7 +53,7 @@ from voiceforge.server.auth import Principal
 from voiceforge.server.bodies import json_object, read_form, size
 from voiceforge.server.speech_stream import SSE_MEDIA_TYPE, speech_response
 from voiceforge.server.state import Services, services
-from voiceforge.service.speech import SpeechService, Voice, new_task_id
+from voiceforge.service.speech import ResolvedVoice, SpeechService, new_task_id
 from voiceforge.service.streaming import EncodedPiece, PoolStream, encoded_speech
 from voiceforge.service.transcribe import screen, transcribe
 
@@ -228,7 +228,7 @@ def engine_for_model(svc: Services, model: str) -> str | None:
 
 def resolve_voice(
     speech: SpeechService, name: str, aliases: dict[str, str], task_id: str, engine: str | None = None
-) -> Voice:
+) -> ResolvedVoice:
     """A stock voice, else a saved one, else an OpenAI name's stock voice (blocking: database)."""
     if name in speech.stock_voices(engine):
         return speech.resolve(name, task_id=task_id, engine=engine)

@@ -44,7 +44,7 @@ _IMPORT_HINT = "import it under another name (the form field 'name')"
 
 
 # -- shapes --------------------------------------------------------------------------------------
-class Voice(BaseModel):
+class VoiceOut(BaseModel):
     id: str = Field(description="a saved voice's id (voice_…) or a stock voice's name")
     name: str
     kind: Literal["stock", "saved"]
@@ -70,7 +70,7 @@ class Voice(BaseModel):
 
 
 class VoiceList(BaseModel):
-    voices: list[Voice]
+    voices: list[VoiceOut]
 
 
 class NewVoice(BaseModel):
@@ -123,7 +123,7 @@ async def list_voices(svc: Annotated[Services, Depends(services)]) -> VoiceList:
 
 @router.post(
     "/v1/voices",
-    response_model=Voice,
+    response_model=VoiceOut,
     status_code=201,
     responses={409: {"description": "a voice with that name exists"}, 504: {"description": "timed out"}},
     openapi_extra={
@@ -199,7 +199,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
 
 @router.post(
     "/v1/voices/import",
-    response_model=Voice,
+    response_model=VoiceOut,
     status_code=201,
     responses={409: {"description": "a voice with that name exists; give another name"}},
     openapi_extra={
@@ -227,8 +227,8 @@ async def import_voice(request: Request, svc: Annotated[Services, Depends(servic
     return JSONResponse(_saved(imported).model_dump(mode="json"), status_code=201)
 
 
-@router.get("/v1/voices/{ref}", response_model=Voice)
-async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Voice:
+@router.get("/v1/voices/{ref}", response_model=VoiceOut)
+async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> VoiceOut:
     """A stock voice by name, or a saved voice by id or name."""
     stock = {v.id: v for v in _stock(svc)}
     if ref in stock:
@@ -236,10 +236,10 @@ async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Vo
     return _saved(await run_in_threadpool(svc.library.get, ref))
 
 
-@router.patch("/v1/voices/{ref}", response_model=Voice, responses={409: {"description": "name taken"}})
+@router.patch("/v1/voices/{ref}", response_model=VoiceOut, responses={409: {"description": "name taken"}})
 async def update_voice(
     ref: str, body: VoicePatch, request: Request, svc: Annotated[Services, Depends(services)]
-) -> Voice:
+) -> VoiceOut:
     """Rename a saved voice, correct its transcript or record consent (true: affirmed by the caller
     now; false: withdrawn)."""
     _not_stock(svc, ref, "changed")
@@ -309,10 +309,10 @@ async def _new_voice(request: Request, svc: Services) -> tuple[NewVoice, bytes |
     return body, prompt
 
 
-def _stock(svc: Services) -> list[Voice]:
+def _stock(svc: Services) -> list[VoiceOut]:
     engine = svc.speech.models.engine
     return [
-        Voice(
+        VoiceOut(
             id=v.name,
             name=v.name,
             kind="stock",
@@ -334,10 +334,10 @@ def _not_stock(svc: Services, ref: str, what: str) -> None:
         raise InvalidInput(f"{ref!r} is a stock voice of the engine; it cannot be {what}")
 
 
-def _saved(record: VoiceRecord) -> Voice:
+def _saved(record: VoiceRecord) -> VoiceOut:
     meta = record.meta
     notes = meta.get("notes")
-    return Voice(
+    return VoiceOut(
         id=record.id,
         name=record.name,
         kind="saved",
