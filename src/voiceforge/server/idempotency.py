@@ -156,10 +156,9 @@ def _digest(value: Any) -> str:
 
 
 def _store(svc: Services) -> IdempotencyStore:
-    store = svc.extras.get("idempotency")
-    if not isinstance(store, IdempotencyStore):
-        store = svc.extras["idempotency"] = IdempotencyStore(svc.db)
-    return store
+    if svc.idempotency is None:
+        svc.idempotency = IdempotencyStore(svc.db)
+    return svc.idempotency
 
 
 async def once(

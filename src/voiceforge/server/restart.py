@@ -2,7 +2,7 @@
 
 Running tasks finish, queued ones wait, a fresh engine loads and warms up, the workers resume.
 With the Celery backend the restart is also broadcast to the job workers (stage ``workers``).
-One :class:`Restarter` per app, kept in ``Services.extras``.
+One :class:`Restarter` per app, kept in ``Services.restarter``.
 """
 
 from __future__ import annotations
@@ -122,8 +122,6 @@ class Restarter:
 
 
 def restarter_of(svc: Services) -> Restarter:
-    restarter = svc.extras.get("admin.restart")
-    if restarter is None:
-        restarter = svc.extras["admin.restart"] = Restarter(svc)
-    assert isinstance(restarter, Restarter)
-    return restarter
+    if svc.restarter is None:
+        svc.restarter = Restarter(svc)
+    return svc.restarter

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -22,6 +22,10 @@ from voiceforge.service.speech import SpeechService
 from voiceforge.service.uploads import UploadService
 from voiceforge.text.filter import WordFilter
 from voiceforge.voices.library import VoiceLibrary
+
+if TYPE_CHECKING:  # they import Services themselves
+    from voiceforge.server.idempotency import IdempotencyStore
+    from voiceforge.server.restart import Restarter
 
 
 @dataclass
@@ -43,8 +47,9 @@ class Services:
     owners: Owners | None = None  # who made which output and upload (service/owners.py), ditto
     jobs: JobBackend | None = None  # jobs/: started and stopped in the lifespan
     live: LiveSessions | None = None  # live transcription sessions (routes/live.py), made on first use
-    # Filled by the areas that own them (jobs, auth, limits, logs); typed there.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # made on first use by the modules that own them
+    idempotency: IdempotencyStore | None = None  # server/idempotency.py
+    restarter: Restarter | None = None  # server/restart.py
 
 
 async def services(request: Request) -> Services:
