@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voiceforge.errors import InvalidInput, Unsupported
-from voiceforge.voices.instruct import (
+from voiceforge.text.instruct import (
     EMOTION_PROSODY,
     PITCH_LIMITS,
     RANGE_LIMITS,

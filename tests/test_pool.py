@@ -15,7 +15,7 @@ import pytest
 
 from voiceforge.breaker import CircuitBreaker
 from voiceforge.errors import EngineFailure, EngineUnavailable, InvalidInput, Overloaded, Timeout
-from voiceforge.server.logs import trace_id
+from voiceforge.logs import trace_id
 from voiceforge.service.pool import WorkerPool
 
 WAIT = 10.0  # upper bound for anything that should happen at once

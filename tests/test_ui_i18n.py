@@ -22,8 +22,8 @@ from voiceforge.errors import (
     Unsupported,
     VoiceforgeError,
 )
+from voiceforge.text.instruct import parse_instruct, realise
 from voiceforge.ui.i18n import explain
-from voiceforge.voices.instruct import parse_instruct, realise
 
 
 def wav(samples: np.ndarray, rate: int) -> bytes:

@@ -108,7 +108,7 @@ def say(
     from voiceforge.audio.encode import encode, parse_format
     from voiceforge.engines.base import Mode, SynthesisRequest, synthesize
     from voiceforge.engines.registry import create_engine
-    from voiceforge.voices.instruct import parse_instruct
+    from voiceforge.text.instruct import parse_instruct
 
     content = _read_text(text, file)
     audio_format = parse_format(fmt or (output.suffix.lstrip(".") if output.suffix else "wav"))
@@ -337,8 +337,8 @@ def serve(
     """Serve the HTTP API (and web UI) with a local engine worker pool."""
     import uvicorn
 
+    from voiceforge.logs import configure_logging
     from voiceforge.server.app import auth_required, create_app
-    from voiceforge.server.logs import configure_logging
 
     overrides: dict[str, object] = {}
     if host:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from voiceforge.errors import InvalidInput, Unsupported
-from voiceforge.voices.instruct import parse_instruct, realise
+from voiceforge.text.instruct import parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
 Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]

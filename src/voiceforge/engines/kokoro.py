@@ -41,9 +41,9 @@ from voiceforge.engines.kokoro_model import (
 )
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend, Sentence
+from voiceforge.text.instruct import Controls, describe, parse_instruct, realise
 from voiceforge.text.markup import Span, Tag, parse
 from voiceforge.voices.convert import FrameMap, Mapping, SpeakerStats, analyse, convert, stats
-from voiceforge.voices.instruct import Controls, describe, parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)

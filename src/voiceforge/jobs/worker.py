@@ -247,7 +247,7 @@ def run_worker(
     settings: Settings, *, queues: list[str] | None, concurrency: int | None, hostname: str | None
 ) -> int:
     """The `voiceforge worker` command: check the settings, configure logging, serve until stopped."""
-    from voiceforge.server.logs import configure_logging
+    from voiceforge.logs import configure_logging
 
     if not settings.broker_url:
         raise InvalidInput(

@@ -38,10 +38,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voiceforge.errors import Forbidden, NotFound, RateLimited, Unauthorized, VoiceforgeError
 from voiceforge.jobs.store import JOB_ID
+from voiceforge.logs import key_id, trace_id
 from voiceforge.server.auth import ANONYMOUS, SCOPES, SESSION_COOKIE, SIGNED_LINK, Principal
 from voiceforge.server.errors import error_response, status_of
 from voiceforge.server.limits import client_ip
-from voiceforge.server.logs import key_id, trace_id
 from voiceforge.service.owners import Owners
 from voiceforge.service.owners import output as output_resource
 from voiceforge.service.transcribe import flags as speech_flags

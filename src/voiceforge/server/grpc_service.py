@@ -41,10 +41,10 @@ from voiceforge.errors import InvalidInput, Unauthorized, VoiceforgeError
 from voiceforge.grpc import cosyvoice_pb2 as pb
 from voiceforge.grpc import cosyvoice_pb2_grpc as pb_grpc
 from voiceforge.grpc.status import SAMPLE_RATE_KEY, TASK_ID_KEY, status_of, trailers_of
+from voiceforge.logs import key_id, trace_id
 from voiceforge.server import errors as http_errors
 from voiceforge.server.admission import Ticket, check_text, creator, enter, record
 from voiceforge.server.auth import ANONYMOUS, HOW
-from voiceforge.server.logs import key_id, trace_id
 from voiceforge.server.state import Services
 from voiceforge.service.speech import new_task_id
 from voiceforge.service.streaming import EncodedPiece, PoolStream, encoded_speech

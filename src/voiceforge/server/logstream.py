@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from voiceforge.config import Settings
 from voiceforge.errors import InvalidInput
-from voiceforge.server.logs import ContextFilter, make_formatter
+from voiceforge.logs import ContextFilter, make_formatter
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

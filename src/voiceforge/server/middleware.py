@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voiceforge.server.logs import key_id, trace_id
+from voiceforge.logs import key_id, trace_id
 
 log = logging.getLogger("voiceforge.access")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
