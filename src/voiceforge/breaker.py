@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from voiceforge.config import Settings
 from voiceforge.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,16 @@ class CircuitBreaker:
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed)
         self._opened_at: float | None = None
         self._probing = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CircuitBreaker:
+        """A breaker with the deployment's ``breaker_*`` settings (the pool's and each remote engine's)."""
+        return cls(
+            failure_rate=settings.breaker_failure_rate,
+            window_s=settings.breaker_window_s,
+            min_calls=settings.breaker_min_calls,
+            open_s=settings.breaker_open_s,
+        )
 
     @property
     def state(self) -> State:

@@ -115,12 +115,7 @@ class CosyVoiceGrpcEngine:
             connect_timeout_s=settings.cosyvoice_grpc_connect_timeout_s,
             timeout_s=settings.cosyvoice_grpc_timeout_s,
             retries=settings.cosyvoice_grpc_retries,
-            breaker=CircuitBreaker(
-                failure_rate=settings.breaker_failure_rate,
-                window_s=settings.breaker_window_s,
-                min_calls=settings.breaker_min_calls,
-                open_s=settings.breaker_open_s,
-            ),
+            breaker=CircuitBreaker.from_settings(settings),
         )
 
     def voices(self) -> list[VoiceInfo]:

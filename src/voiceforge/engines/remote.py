@@ -123,12 +123,7 @@ class RemoteEngine:
             connect_timeout_s=settings.remote_connect_timeout_s,
             timeout_s=settings.remote_timeout_s,
             retries=settings.remote_retries,
-            breaker=CircuitBreaker(
-                failure_rate=settings.breaker_failure_rate,
-                window_s=settings.breaker_window_s,
-                min_calls=settings.breaker_min_calls,
-                open_s=settings.breaker_open_s,
-            ),
+            breaker=CircuitBreaker.from_settings(settings),
         )
 
     # -- what the remote offers ------------------------------------------------------------------

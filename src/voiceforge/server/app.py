@@ -77,12 +77,7 @@ def worker_count(settings: Settings) -> int:
 def build_services(settings: Settings, *, auth_required: bool) -> Services:
     db = Database(settings.data_dir, settings.database_url)
     library = VoiceLibrary(settings.data_dir, db=db)
-    breaker = CircuitBreaker(
-        failure_rate=settings.breaker_failure_rate,
-        window_s=settings.breaker_window_s,
-        min_calls=settings.breaker_min_calls,
-        open_s=settings.breaker_open_s,
-    )
+    breaker = CircuitBreaker.from_settings(settings)
     pool = WorkerPool(worker_count(settings), settings.max_queue, breaker)
     models = Models(settings)
     speech = SpeechService(models, library, open_storage(settings), db, settings.data_dir / "clones")
