@@ -57,6 +57,9 @@ def front(remote: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "VOICEFORGE_REMOTE_URL": remote.url,
         "VOICEFORGE_REMOTE_MODEL": "voiceforge",
         "VOICEFORGE_BREAKER_MIN_CALLS": "2",
+        # The first /tts in a saved voice waits for the remote to enroll it (20-40 s, past 120 s
+        # on a loaded 2-core machine).
+        "VOICEFORGE_REQUEST_TIMEOUT_S": "600",
         **cosyvoice_standin(home),
     }
     srv = launch(home, env)

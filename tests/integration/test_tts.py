@@ -124,7 +124,8 @@ def test_zero_shot_clone_then_cached_and_cross_lingual(server: Server, shared_au
 
 def test_kokoro_takes_no_seed_so_another_seed_is_the_same_cached_take(server: Server) -> None:
     with server.client() as c:
-        caps = next(m for m in c.get("/v1/models").json()["data"] if m["id"] == "kokoro")["capabilities"]
+        models = c.get("/v1/models").json()["data"]
+        caps = next(m for m in models if m["id"] == "kokoro")["voiceforge"]["capabilities"]
         assert caps["seeding"] is False and caps["seed"] is False
         first = c.post("/tts", json={"text": "One take, whatever the seed.", "seed": 11}).json()
         other = c.post("/tts", json={"text": "One take, whatever the seed.", "seed": 12}).json()

@@ -65,10 +65,16 @@ class Ticket:
 
 
 # -- the checks ----------------------------------------------------------------------------------
+def allows(principal: Principal, scope: str) -> bool:
+    """Whether ``principal`` holds ``scope``: for what a page only shows or hides (the UI's voice
+    picker), where a refusal would be noise; actions go through :func:`enter`."""
+    return scope in principal.scopes
+
+
 async def enter(svc: Services, ticket: Ticket, scope: str, what: str, *, limit: bool = True) -> None:
     """The scope (Forbidden names it), then one request against the scope's rate limit."""
     principal = ticket.principal
-    if scope not in principal.scopes:
+    if not allows(principal, scope):
         held = ", ".join(sorted(principal.scopes)) or "none"
         raise Forbidden(
             f"{what} needs the {scope!r} scope; {principal.id} has {held} "

@@ -1,7 +1,8 @@
 """Audit rows: who asked for what, from where, and how it ended.
 
-One row per request while auditing is on: time, key id, client address, method, endpoint, status
-and outcome, characters charged to the key's quota, and the SHA-256 of the text, so a complaint
+One row per request (and per web UI action, as ``UI /ui/<action>``) while auditing is on: time,
+key id, client address, method, endpoint, status and outcome, the length of the text admitted
+(what a restart rebuilds the daily quotas from), and the SHA-256 of the text, so a complaint
 about a given sentence can be traced without the service keeping the text. Never the audio, the
 text itself or the key.
 
@@ -46,7 +47,7 @@ class _AuditRow(Base):
     endpoint: Mapped[str] = mapped_column(String(200))
     status: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(20))  # ok, unauthorized, forbidden, rate_limited, ...
-    chars: Mapped[int] = mapped_column(Integer, default=0)  # charged to the key's daily quota
+    chars: Mapped[int] = mapped_column(Integer, default=0)  # text admitted: the quota is rebuilt from it
     text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cost_ms: Mapped[float] = mapped_column(Float)
 

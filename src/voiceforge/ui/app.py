@@ -717,7 +717,7 @@ async def _voice_choices(svc: Services, mode: str, engine: str | None, principal
         stock = await asyncio.to_thread(svc.speech.stock_voices, engine)
     except VoiceforgeError:  # an engine that cannot load: the engine picker says why
         stock = []
-    saved = await asyncio.to_thread(svc.library.list) if "voices" in principal.scopes else []
+    saved = await asyncio.to_thread(svc.library.list) if admission.allows(principal, "voices") else []
     saved_choices = [(f"{r.name} ({r.language})", r.id) for r in saved]
     if mode == "preset":
         choices: list[tuple[str, str]] = [(v, v) for v in stock]
@@ -733,9 +733,12 @@ async def _library_refresh(svc: Callable[[], Services], choice: str, request: gr
     s = svc()
     principal = await admission.ui_principal(s, request.cookies)
     records: list[VoiceRecord] = []
-    if "voices" in principal.scopes:  # without it the tab stays empty (and writes no 403 per page load)
-        async with admission.door(s, principal, _ip(request), "voices", "library"):
-            records = await asyncio.to_thread(s.library.list)
+    if admission.allows(principal, "voices"):  # without it the tab stays empty (no 403 row per load)
+        try:
+            async with admission.door(s, principal, _ip(request), "voices", "library"):
+                records = await asyncio.to_thread(s.library.list)
+        except VoiceforgeError:  # rate-limited, say: keep what the page shows
+            return gr.update(), gr.update()
     headers = t("cols", _code(choice)).split(",")
     rows = [
         [r.name, r.id, r.language, r.transcript, r.created_at.strftime("%Y-%m-%d %H:%M")] for r in records
