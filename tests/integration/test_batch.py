@@ -250,9 +250,9 @@ def test_a_retried_voice_create_returns_the_same_voice(server: Server, shared_au
         assert again.id == first.id  # not a 409 for the name the first request took, not a second voice
         assert sum(v.name == "Idempotent Ida" for v in client.voices()) == 1
         with pytest.raises(errors.Conflict, match="different request"):
-            client.create_voice("Another Name", recording, idempotency_key="voice-key-1")
+            client.create_voice("Another Name", recording, consent=True, idempotency_key="voice-key-1")
         with pytest.raises(errors.Conflict):  # without a key, the taken name is a clash as before
-            client.create_voice("Idempotent Ida", recording)
+            client.create_voice("Idempotent Ida", recording, consent=True)
         client.delete_voice(first.id)
 
 
