@@ -71,6 +71,7 @@ def test_style_gets_a_finite_gradient_through_the_decoder(learner):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 3 min on 2 idle cores; 10+ min when the machine is shared
 def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
     learner, engine, shared_audio, tmp_path
 ):
