@@ -153,6 +153,12 @@ def test_credentials_in_the_query_only_where_browsers_cannot_send_headers(keys: 
         for path in ("/v1/voices/stream", "/v1/voices/events", "/v1/jobs/a/b/events", "/x/stream"):
             with pytest.raises(Unauthorized, match="needs an API key"):
                 await auth.authenticate(scope(path=path, query=f"api_key={key}"))
+        # WebSockets (no headers from a browser): the live-transcription socket only
+        socket = {**scope(path="/v1/audio/live", query=f"api_key={key}"), "type": "websocket"}
+        socket.pop("method")
+        assert (await auth.authenticate(socket)).kind == "key"
+        with pytest.raises(Unauthorized, match="needs an API key"):
+            await auth.authenticate({**socket, "path": "/v1/other/socket"})
         with pytest.raises(Unauthorized, match="Bearer"):
             await auth.authenticate(scope({"Authorization": f"Basic {key}"}))
         with pytest.raises(Unauthorized, match="neither an API key"):
