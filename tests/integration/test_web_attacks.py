@@ -43,6 +43,7 @@ def voice(srv: Server, shared_audio: Path) -> dict[str, Any]:
     flac = io.BytesIO()
     soundfile.write(flac, samples, rate, format="FLAC")
     data = {"name": "web-attacks", "transcript": "Some call me nature, others call me mother nature."}
+    data["consent"] = "true"
     with srv.client() as c:
         r = c.post("/v1/voices", files={"file": ("clip.html", flac.getvalue(), "text/html")}, data=data)
     assert r.status_code == 201, r.text
