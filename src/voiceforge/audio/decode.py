@@ -321,7 +321,7 @@ def _decode_ffmpeg(
             )
         stream = container.streams.audio[0]
         declared = _declared_duration(container, stream)
-        header_rate = int(stream.sample_rate or 0)
+        header_rate = int(getattr(stream, "sample_rate", 0) or 0)  # no codec context: PyAV has none to give
         if declared is not None and declared > limit_s(max_duration_s, header_rate):
             raise AudioTooLong(declared, max_duration_s, header_rate)
         if stream.codec_context is None:  # ffmpeg knows the container but has no decoder for the codec
