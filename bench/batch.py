@@ -65,7 +65,8 @@ def single_stream(texts: list[str], threads: int) -> dict[str, float]:
 def manifest(folder: Path, n: int, level: int) -> Path:
     path = folder / f"manifest-{level}.jsonl"
     rows = [
-        {"id": f"item{i:03d}", "text": TEXTS[i % len(TEXTS)], "seed": 1000 * level + i, "format": "wav"}
+        # a number per level and item makes every item new to the cache (kokoro's key has no seed)
+        {"id": f"item{i:03d}", "text": f"{TEXTS[i % len(TEXTS)]} {1000 * level + i}.", "format": "wav"}
         for i in range(n)
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
