@@ -22,6 +22,7 @@ things a caller may read (None: anyone's — an admin, or the one local user wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -237,6 +238,7 @@ async def door(svc: Services, principal: Principal, ip: str, scope: str, action:
     started = time.perf_counter()
     ticket = Ticket(principal, ip)
     status = 200
+    heard = speech_flags.set([])  # what the action's workers flag in recognised speech
     try:
         await enter(svc, ticket, scope, f"the UI's {action}", limit=limit)
         yield ticket
@@ -252,6 +254,8 @@ async def door(svc: Services, principal: Principal, ip: str, scope: str, action:
     finally:
         record(svc, ticket, who=creator(principal), ip=ip, method="UI", endpoint=f"/ui/{action}",
                status=status, started=started, trace=trace)  # fmt: skip
+        with contextlib.suppress(ValueError):  # a generator closed from another context
+            speech_flags.reset(heard)
 
 
 # -- the middleware ------------------------------------------------------------------------------
