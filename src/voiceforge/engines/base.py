@@ -134,6 +134,23 @@ class AudioChunk:
         return len(self.samples) / self.sample_rate
 
 
+def pcm16_chunk(
+    data: bytes, rate: int, index: int, offset: float, started: float, request: SynthesisRequest
+) -> AudioChunk:
+    """A chunk of 16-bit little-endian PCM streamed by a server (the remote engines): its sentence
+    count is "at least this many", as such a server does not say how much is left."""
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return AudioChunk(
+        samples=samples,
+        sample_rate=rate,
+        index=index,
+        total=index + 1,
+        text=request.text if index == 0 else "",
+        start_s=offset,
+        compute_s=time.perf_counter() - started,
+    )
+
+
 @dataclass
 class SynthesisResult:
     """A whole request's audio, joined from its chunks."""

@@ -31,7 +31,14 @@ import soxr
 from voiceforge import errors as e
 from voiceforge.breaker import CircuitBreaker
 from voiceforge.config import Settings
-from voiceforge.engines.base import AudioChunk, Capabilities, SynthesisRequest, VoiceInfo, check_supported
+from voiceforge.engines.base import (
+    AudioChunk,
+    Capabilities,
+    SynthesisRequest,
+    VoiceInfo,
+    check_supported,
+    pcm16_chunk,
+)
 from voiceforge.grpc import cosyvoice_pb2 as pb
 from voiceforge.grpc import cosyvoice_pb2_grpc as pb_grpc
 from voiceforge.grpc.status import CODE_KEY, RETRY_AFTER_KEY, SAMPLE_RATE_KEY
@@ -193,7 +200,7 @@ class CosyVoiceGrpcEngine:
                 usable = len(pending) - len(pending) % 2
                 if not usable:
                     continue
-                chunk = _chunk(pending[:usable], rate, index, offset, started, request)
+                chunk = pcm16_chunk(pending[:usable], rate, index, offset, started, request)
                 pending = pending[usable:]
                 offset += chunk.duration_s
                 index += 1
@@ -204,7 +211,7 @@ class CosyVoiceGrpcEngine:
         finally:
             call.cancel()  # a consumer that stopped early stops the server's work too
         if index == 0:
-            yield _chunk(b"", rate, 0, 0.0, started, request)
+            yield pcm16_chunk(b"", rate, 0, 0.0, started, request)
 
     def _call(self, message: pb.Request) -> Any:
         """The started call with its initial metadata in, retried while nothing was heard."""
@@ -294,18 +301,3 @@ def _retry_after(err: Any) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _chunk(
-    data: bytes, rate: int, index: int, offset: float, started: float, request: SynthesisRequest
-) -> AudioChunk:
-    samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    return AudioChunk(
-        samples=samples,
-        sample_rate=rate,
-        index=index,
-        total=index + 1,  # the server does not say how much is left: "at least this many"
-        text=request.text if index == 0 else "",
-        start_s=offset,
-        compute_s=time.perf_counter() - started,
-    )

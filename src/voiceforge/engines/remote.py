@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
 from voiceforge.breaker import CircuitBreaker
 from voiceforge.config import Settings
@@ -38,6 +37,7 @@ from voiceforge.engines.base import (
     SynthesisRequest,
     VoiceInfo,
     check_supported,
+    pcm16_chunk,
 )
 from voiceforge.errors import (
     EngineFailure,
@@ -275,7 +275,7 @@ class RemoteEngine:
                     wanted = _FIRST_CHUNK_S if index == 0 else _CHUNK_S
                     if len(pending) >= wanted * bytes_per_s:
                         usable = len(pending) - len(pending) % 2
-                        chunk = _chunk(pending[:usable], rate, index, offset, started, request)
+                        chunk = pcm16_chunk(pending[:usable], rate, index, offset, started, request)
                         pending = pending[usable:]
                         offset += chunk.duration_s
                         index += 1
@@ -293,7 +293,7 @@ class RemoteEngine:
                 ) from e
         usable = len(pending) - len(pending) % 2
         if usable or index == 0:
-            yield _chunk(pending[:usable], rate, index, offset, started, request)
+            yield pcm16_chunk(pending[:usable], rate, index, offset, started, request)
 
     def _body(self, request: SynthesisRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -437,21 +437,6 @@ class _Closing:
 
     def __exit__(self, *exc: object) -> None:
         self.response.close()
-
-
-def _chunk(
-    data: bytes, rate: int, index: int, offset: float, started: float, request: SynthesisRequest
-) -> AudioChunk:
-    samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    return AudioChunk(
-        samples=samples,
-        sample_rate=rate,
-        index=index,
-        total=index + 1,  # the remote does not say how much is left: "at least this many"
-        text=request.text if index == 0 else "",
-        start_s=offset,
-        compute_s=time.perf_counter() - started,
-    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
