@@ -8,11 +8,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from voiceforge.asr.diarize import MAX_SPEAKERS
 from voiceforge.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
 from voiceforge.errors import InvalidInput, TooLarge
 
 Speed = Annotated[float, Field(ge=SPEED_MIN, le=SPEED_MAX, description="0.5 to 2.0; 1 is normal")]
 Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX, description="1 to 100000000; same seed, same audio")]
+Speakers = Annotated[
+    int, Field(ge=1, le=MAX_SPEAKERS, description="how many speakers (implies diarize); default: estimated")
+]
 ModeName = Literal["zero_shot", "cross_lingual", "instruct", "preset"]
 FormatName = Literal["wav", "mp3", "flac", "opus", "aac", "pcm"]
 

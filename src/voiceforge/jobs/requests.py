@@ -18,7 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from voiceforge.audio.decode import measure
 from voiceforge.config import Settings
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Unsupported, VoiceforgeError
-from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
+from voiceforge.fields import FormatName, ModeName, Seed, Speakers, Speed, decode_base64
 from voiceforge.jobs.base import JobSpec
 from voiceforge.jobs.webhooks import check_url
 from voiceforge.service.speech import SpeechService
@@ -101,9 +101,7 @@ class TranscriptionJob(_Job):
         default=None, pattern=r"^[a-z]{2,3}$", description="e.g. zh, en; default: detected"
     )
     diarize: bool = Field(default=False, description="label each segment with its speaker")
-    speakers: int | None = Field(
-        default=None, ge=1, le=8, description="how many speakers (implies diarize); default: estimated"
-    )
+    speakers: Speakers | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TranscriptionJob:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from voiceforge.errors import InvalidInput, VoiceforgeError
+from voiceforge.fields import Speakers
 from voiceforge.server.admission import creator, hit, reader, require, ticket_of
 from voiceforge.server.bodies import read_form
 from voiceforge.server.state import Services, services
@@ -86,7 +87,7 @@ class TranscribeUpload(BaseModel):
 
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$", description="default: detected")
     diarize: bool = Field(default=False, description="label each segment with its speaker")
-    speakers: int | None = Field(default=None, ge=1, le=8, description="how many (implies diarize)")
+    speakers: Speakers | None = None
 
 
 class UploadInfo(BaseModel):
