@@ -30,9 +30,9 @@ from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.config import Settings
 from voiceforge.engines.base import Mode, SynthesisRequest, synthesize
 from voiceforge.engines.kokoro import KokoroEngine
+from voiceforge.engines.kokoro.enroll import Enroller
 from voiceforge.errors import InvalidInput
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
-from voiceforge.voices.enroll import Enroller
 from voiceforge.voices.profile import VoiceProfile
 
 UNSEEN = {

@@ -26,9 +26,9 @@ import onnxruntime as ort
 
 from voiceforge.config import Settings
 from voiceforge.engines.base import SynthesisRequest, synthesize
-from voiceforge.engines.dequantize import fp32_model_path
 from voiceforge.engines.kokoro import KokoroEngine
-from voiceforge.engines.kokoro_model import SAMPLE_RATE, KokoroModel, SessionConfig, bundled_model_bytes
+from voiceforge.engines.kokoro.dequantize import fp32_model_path
+from voiceforge.engines.kokoro.model import SAMPLE_RATE, KokoroModel, SessionConfig, bundled_model_bytes
 from voiceforge.text.frontend import Frontend
 
 TEXTS = [

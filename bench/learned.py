@@ -1,11 +1,11 @@
-"""Learned voices (learn/fit.py) on real recordings: what each technique bought, judged honestly. JSON out.
+"""Learned voices (engines/kokoro/learn/fit.py) on real recordings: what each technique bought. JSON out.
 
     python bench/learned.py [--clips DIR] [--steps N] [--only FILE]
 
 For each prompt, three style packs from one learning run: the stock voice learning started from
 (chosen by calibration SIM), that voice with only the pitch fit (prosody half), and the full
 learned pack (pitch + timbre). Each speaks REPORT sentences of the prompt's language (never the
-training or calibration phrases learn/fit.py uses; CALIBRATION there is the design set) through
+training or calibration phrases engines/kokoro/learn/fit.py uses; CALIBRATION there is the design set) through
 the int8 engine, and is judged by:
 
 - sim_prompt: Resemblyzer cosine to the prompt. Resemblyzer is also the timbre LOSS, so this
@@ -32,8 +32,8 @@ import soxr
 from voiceforge.asr.scoring import cer, wer
 from voiceforge.asr.whisper import Transcriber
 from voiceforge.config import Settings
-from voiceforge.learn.fit import LearnConfig, Learner
-from voiceforge.voices.convert import analyse
+from voiceforge.engines.kokoro.convert import analyse
+from voiceforge.engines.kokoro.learn.fit import LearnConfig, Learner
 from voiceforge.voices.embedding import similarity
 
 REPORT = {

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.test_library import make_profile
-from voiceforge.voices.align import dtw_path
-from voiceforge.voices.convert import FrameMap
-from voiceforge.voices.enroll import spoken_prefix
+from voiceforge.engines.kokoro.align import dtw_path
+from voiceforge.engines.kokoro.convert import FrameMap
+from voiceforge.engines.kokoro.enroll import spoken_prefix
 from voiceforge.voices.profile import VoiceProfile
 
 

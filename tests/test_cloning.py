@@ -18,10 +18,10 @@ import soxr
 from voiceforge.asr.scoring import cer, wer
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import SynthesisRequest, synthesize
+from voiceforge.engines.kokoro.convert import FrameMap, Mapping, convert
+from voiceforge.engines.kokoro.enroll import PARALLEL_S, Enroller, spoken_prefix
 from voiceforge.errors import InvalidInput
-from voiceforge.voices.convert import FrameMap, Mapping, convert
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
-from voiceforge.voices.enroll import PARALLEL_S, Enroller, spoken_prefix
 from voiceforge.voices.profile import VoiceProfile
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ import soxr
 from onnx import TensorProto, helper, numpy_helper
 
 from voiceforge.asr.scoring import wer
-from voiceforge.engines.dequantize import dequantize, fp32_model_path
-from voiceforge.engines.kokoro_model import (
+from voiceforge.engines.kokoro.dequantize import dequantize, fp32_model_path
+from voiceforge.engines.kokoro.model import (
     SAMPLE_RATE,
     KokoroModel,
     SessionConfig,

@@ -60,7 +60,7 @@ def embeddings(encoder: SpeakerEncoder, clips: Clips) -> Embeddings:
 
 @pytest.mark.slow
 def test_embeds_without_torch_or_the_resemblyzer_package(shared_audio: Path) -> None:
-    # In a fresh interpreter: other tests in this process may have imported torch (voiceforge.learn).
+    # In a fresh interpreter: other tests in this process may have imported torch (kokoro.learn).
     code = (
         "import sys, soundfile\n"
         "from voiceforge.voices.embedding import SpeakerEncoder\n"

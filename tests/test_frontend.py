@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voiceforge.engines.kokoro_model import MAX_TOKENS, bundled_vocab
+from voiceforge.engines.kokoro.model import MAX_TOKENS, bundled_vocab
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voiceforge.engines.kokoro_model import MAX_TOKENS, bundled_vocab
+from voiceforge.engines.kokoro.model import MAX_TOKENS, bundled_vocab
 from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend
 

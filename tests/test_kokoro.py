@@ -9,7 +9,7 @@ import pytest
 import pyworld
 
 from voiceforge.engines.base import Engine, SynthesisRequest, synthesize
-from voiceforge.engines.kokoro_model import SAMPLE_RATE, bundled_model_bytes
+from voiceforge.engines.kokoro.model import SAMPLE_RATE, bundled_model_bytes
 from voiceforge.errors import InvalidInput, Unsupported
 
 pytestmark = pytest.mark.slow

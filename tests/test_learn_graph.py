@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 
 from voiceforge.audio.prompt import prepare_prompt  # noqa: E402
 from voiceforge.engines.base import SynthesisRequest, synthesize  # noqa: E402
-from voiceforge.engines.dequantize import fp32_model_path  # noqa: E402
-from voiceforge.engines.kokoro_model import bundled_model_bytes  # noqa: E402
+from voiceforge.engines.kokoro.dequantize import fp32_model_path  # noqa: E402
+from voiceforge.engines.kokoro.model import bundled_model_bytes  # noqa: E402
 from voiceforge.errors import Cancelled  # noqa: E402
 from voiceforge.voices.embedding import similarity  # noqa: E402
 from voiceforge.voices.profile import VoiceProfile  # noqa: E402
@@ -28,13 +28,13 @@ HELD_OUT = "My brother fixed the old bicycle in the garage last weekend."
 
 @pytest.fixture(scope="module")
 def learner(settings):
-    from voiceforge.learn.fit import Learner
+    from voiceforge.engines.kokoro.learn.fit import Learner
 
     return Learner.load(settings)
 
 
 def test_torch_speaker_encoder_matches_the_numpy_one(shared_audio):
-    from voiceforge.learn.embed import TorchSpeakerEncoder
+    from voiceforge.engines.kokoro.learn.embed import TorchSpeakerEncoder
 
     encoder = TorchSpeakerEncoder.load()
     for name in ("zh_prompt_cosyvoice.wav", "en_prompt_f5.wav"):
@@ -75,8 +75,8 @@ def test_style_gets_a_finite_gradient_through_the_decoder(learner):
 def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
     learner, engine, shared_audio, tmp_path
 ):
-    from voiceforge.learn.enroll import learn_profile
-    from voiceforge.learn.fit import LearnConfig
+    from voiceforge.engines.kokoro.learn.enroll import learn_profile
+    from voiceforge.engines.kokoro.learn.fit import LearnConfig
 
     prompt = prepare_prompt((shared_audio / "en_prompt_f5.wav").read_bytes())
     steps: list[str] = []

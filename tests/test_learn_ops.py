@@ -1,4 +1,4 @@
-"""Each ONNX op of the differentiable Kokoro (learn/ops.py) alone, against onnxruntime.
+"""Each ONNX op of the differentiable Kokoro (engines/kokoro/learn/ops.py) alone, against onnxruntime.
 
 Every case is a one-node ONNX model built with onnx.helper; its inputs are fed to onnxruntime
 and to the torch implementation, and the outputs must agree.
@@ -16,8 +16,8 @@ from onnx import TensorProto, helper
 
 torch = pytest.importorskip("torch")
 
-from voiceforge.learn.graph import _attribute  # noqa: E402
-from voiceforge.learn.ops import OPS  # noqa: E402
+from voiceforge.engines.kokoro.learn.graph import _attribute  # noqa: E402
+from voiceforge.engines.kokoro.learn.ops import OPS  # noqa: E402
 
 rng = np.random.default_rng(0)
 
@@ -206,8 +206,8 @@ def test_every_op_of_the_table_is_covered() -> None:
 
 
 def test_unknown_model_op_is_refused() -> None:
+    from voiceforge.engines.kokoro.learn.graph import KokoroGraph
     from voiceforge.errors import ModelUnavailable
-    from voiceforge.learn.graph import KokoroGraph
 
     node = helper.make_node("Einsum", ["a"], ["b"], equation="i->i")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])],

@@ -7,7 +7,7 @@ from voiceforge.engines.cosyvoice import DIALECTS
 from voiceforge.ui.engines import engine_view
 from voiceforge.ui.i18n import PRESETS, mode_choices
 
-KOKORO = Capabilities(  # as engines/kokoro.py declares them
+KOKORO = Capabilities(  # as engines/kokoro/engine.py declares them
     languages=frozenset({"zh", "en"}),
     modes=frozenset({"preset", "zero_shot", "cross_lingual", "instruct"}),
     instruct_controls=frozenset({"speed", "volume", "pitch", "emotion"}),

@@ -25,8 +25,8 @@ from voiceforge.voices.library import NO_CONSENT
 
 if TYPE_CHECKING:
     from voiceforge.engines.base import Engine
+    from voiceforge.service.cloning import ClonedVoice
     from voiceforge.service.keys import KeyStore
-    from voiceforge.voices.cloning import ClonedVoice
     from voiceforge.voices.library import VoiceLibrary
 
 app = typer.Typer(
@@ -338,7 +338,7 @@ def serve(
     import uvicorn
 
     from voiceforge.logs import configure_logging
-    from voiceforge.server.app import auth_required, create_app
+    from voiceforge.server.app import Frontend, auth_required, create_app
 
     overrides: dict[str, object] = {}
     if host:
@@ -360,8 +360,13 @@ def serve(
         "on" if required else "off",
         runtime_log,
     )
+    frontend: Frontend | None = None
+    if settings.ui:
+        from voiceforge import ui  # Gradio is heavy to import: only when the UI is on
+
+        frontend = ui
     uvicorn.run(
-        create_app(settings, auth_required=required),
+        create_app(settings, auth_required=required, frontend=frontend),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -102,7 +102,22 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     )
 
 
-def create_app(settings: Settings | None = None, *, auth_required: bool = False) -> FastAPI:
+class Frontend(Protocol):
+    """A web front end the app serves beside the API (the Gradio UI, ``voiceforge.ui``).
+
+    Passed in by the caller so the server never imports the UI (the UI sits above it)."""
+
+    def upload_rule(self, settings: Settings) -> BodyRule: ...
+
+    def mount(self, app: FastAPI, settings: Settings) -> list[str]:
+        """Mount the front end; return the inline scripts it inserts (allowed by hash)."""
+        ...
+
+
+def create_app(
+    settings: Settings | None = None, *, auth_required: bool = False, frontend: Frontend | None = None
+) -> FastAPI:
+    """The API, and ``frontend`` beside it (the CLI passes the UI when ``settings.ui`` is on)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -158,15 +173,13 @@ def create_app(settings: Settings | None = None, *, auth_required: bool = False)
     )
     errors.install(app)
     rules = body_rules(settings)
-    if settings.ui:
-        from voiceforge import ui  # Gradio is heavy to import: only when an app with a UI is built
-
-        rules.append(ui.upload_rule(settings))
+    if frontend is not None:
+        rules.append(frontend.upload_rule(settings))
     for module in (tts, openai, live, voices, uploads, jobs, outputs, admin, metrics, health):
         app.include_router(module.router)
     scripts: list[str] = []  # inline scripts the UI inserts at run time, allowed by hash
-    if settings.ui:
-        scripts = ui.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and /m
+    if frontend is not None:
+        scripts = frontend.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and /m
     add_middleware(app, settings, rules, scripts)
     return app
 

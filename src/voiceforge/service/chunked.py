@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.db import aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, Overloaded, TooLarge, VoiceforgeError
+from voiceforge.service.cloning import transcribe_prompt
 from voiceforge.service.owners import upload
 from voiceforge.service.transcribe import screen
 from voiceforge.service.uploads import (
@@ -42,7 +43,6 @@ from voiceforge.service.uploads import (
     spool,
     to_upload,
 )
-from voiceforge.voices.cloning import transcribe_prompt
 
 log = logging.getLogger(__name__)
 

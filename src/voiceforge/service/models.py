@@ -17,13 +17,13 @@ from pathlib import Path
 from voiceforge.asr.whisper import Transcriber
 from voiceforge.config import Settings
 from voiceforge.engines.base import Engine
+from voiceforge.engines.kokoro.enroll import Enroller
 from voiceforge.engines.registry import create_engine
 from voiceforge.errors import InvalidInput, Unsupported
+from voiceforge.service.cloning import ClonedVoice, clone
 from voiceforge.service.transcribe import screen
 from voiceforge.text.filter import WordFilter
-from voiceforge.voices.cloning import ClonedVoice, clone
 from voiceforge.voices.embedding import SpeakerEncoder
-from voiceforge.voices.enroll import Enroller
 
 log = logging.getLogger(__name__)
 

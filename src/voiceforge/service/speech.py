@@ -192,7 +192,7 @@ class SpeechService:
     def _prompted(self, data: bytes | Path, transcript: str | None, task_id: str) -> ResolvedVoice:
         """The prompt checked, trimmed and written as WAV (cached by content), with its transcript."""
         from voiceforge.audio.prompt import prepare_prompt
-        from voiceforge.voices.cloning import transcribe_prompt
+        from voiceforge.service.cloning import transcribe_prompt
 
         raw = data if isinstance(data, bytes) else data.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()

@@ -18,9 +18,9 @@ from typing import Any
 from voiceforge.audio.prompt import prepare_prompt
 from voiceforge.engines.base import AudioChunk, SynthesisRequest
 from voiceforge.errors import InvalidInput
+from voiceforge.service.cloning import transcribe_prompt
 from voiceforge.service.models import Models
 from voiceforge.service.speech import Output, ResolvedVoice, SpeechService
-from voiceforge.voices.cloning import transcribe_prompt
 from voiceforge.voices.library import VoiceRecord
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ class SpeakerEncoder:
     """Resemblyzer's voice encoder: 40-band mel frames -> 3-layer LSTM -> linear -> ReLU -> unit 256-d."""
 
     def __init__(self, state: dict[str, F32]) -> None:
-        self.state = state  # the weights, for the differentiable twin in learn/embed.py
+        self.state = state  # the weights, for the differentiable twin in engines/kokoro/learn/embed.py
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # the recurrence is sequential; more threads only contend
         options.inter_op_num_threads = 1

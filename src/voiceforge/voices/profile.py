@@ -18,7 +18,7 @@ import numpy as np
 from voiceforge.errors import InvalidInput
 
 # 2 added the frame map (version 1 profiles load as statistics-only); 3 added learned voices:
-# ``learned`` profiles carry a style pack fitted by gradient descent (learn/fit.py) and are
+# ``learned`` profiles carry a style pack fitted by gradient descent (engines/kokoro/learn/fit.py) and are
 # spoken without WORLD conversion.
 PROFILE_VERSION = 3
 _ARRAYS = ("style", "envelope_mean", "envelope_std", "source_envelope_mean", "source_envelope_std",
@@ -48,7 +48,7 @@ class VoiceProfile:
     envelope_offset: np.ndarray
     f0_shift: float
     # Frame map learnt from the prompt and the base voice saying the same words
-    # (voices/convert.FrameMap); all three empty when enrollment kept statistics only.
+    # (engines/kokoro/convert.FrameMap); all three empty when enrollment kept statistics only.
     frame_source: np.ndarray  # (pairs, n - 1)
     frame_target: np.ndarray  # (pairs, n - 1)
     frame_weights: np.ndarray  # (n, n - 1)

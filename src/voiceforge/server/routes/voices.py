@@ -31,8 +31,8 @@ from voiceforge.server.headers import user_file_headers
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import owned
 from voiceforge.server.state import Services, services
+from voiceforge.service.cloning import ClonedVoice
 from voiceforge.service.speech import new_task_id
-from voiceforge.voices.cloning import ClonedVoice
 from voiceforge.voices.library import MAX_NAME, NO_CONSENT, VoiceLibrary, VoiceRecord
 
 log = logging.getLogger(__name__)

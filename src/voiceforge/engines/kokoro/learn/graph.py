@@ -1,4 +1,4 @@
-"""A differentiable Kokoro: the fp32 ONNX graph (engines/dequantize.py) interpreted node by node in torch.
+"""A differentiable Kokoro: the fp32 ONNX graph (kokoro/dequantize.py) interpreted node by node in torch.
 
 Why an interpreter of our own graph rather than hexgrad's ``kokoro`` model code: it runs the very
 graph the engine serves (same weights, same export quirks such as the fused com.microsoft ops and
@@ -25,8 +25,8 @@ import torch
 from onnx import numpy_helper
 from torch import Tensor
 
+from voiceforge.engines.kokoro.learn.ops import OPS
 from voiceforge.errors import EngineFailure, ModelUnavailable
-from voiceforge.learn.ops import OPS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class KokoroGraph:
         for n in graph.node:
             if n.op_type not in OPS:
                 raise ModelUnavailable(
-                    f"the Kokoro graph uses ONNX op {n.op_type!r}, which learn/ops.py lacks"
+                    f"the Kokoro graph uses ONNX op {n.op_type!r}, which engines/kokoro/learn/ops.py lacks"
                 )
             inputs = tuple(n.input)
             op = n.op_type

@@ -11,9 +11,9 @@ import soxr
 
 from voiceforge.asr.whisper import Transcriber
 from voiceforge.audio.prompt import PromptAudio, prepare_prompt
+from voiceforge.engines.kokoro.enroll import Enroller
 from voiceforge.errors import InvalidInput
 from voiceforge.text.split import dominant_language
-from voiceforge.voices.enroll import Enroller
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)

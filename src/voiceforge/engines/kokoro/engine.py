@@ -28,8 +28,9 @@ from voiceforge.engines.base import (
     VoiceInfo,
     check_supported,
 )
-from voiceforge.engines.dequantize import fp32_model_path
-from voiceforge.engines.kokoro_model import (
+from voiceforge.engines.kokoro.convert import FrameMap, Mapping, SpeakerStats, analyse, convert, stats
+from voiceforge.engines.kokoro.dequantize import fp32_model_path
+from voiceforge.engines.kokoro.model import (
     MAX_TOKENS,
     SAMPLE_RATE,
     KokoroModel,
@@ -43,7 +44,6 @@ from voiceforge.errors import InvalidInput
 from voiceforge.text.frontend import Frontend, Sentence
 from voiceforge.text.instruct import Controls, describe, parse_instruct, realise
 from voiceforge.text.markup import Span, Tag, parse
-from voiceforge.voices.convert import FrameMap, Mapping, SpeakerStats, analyse, convert, stats
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)

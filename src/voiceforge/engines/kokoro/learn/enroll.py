@@ -1,7 +1,7 @@
 """A prompt → a learned `VoiceProfile` (version 3): the entry point for learning a voice.
 
 Meant to run in a worker thread beside the service: ``progress`` reports each step, ``cancel``
-stops it (raising ``Cancelled``). The fast WORLD path (voices/enroll.py) stays what answers a
+stops it (raising ``Cancelled``). The fast WORLD path (engines/kokoro/enroll.py) stays what answers a
 new prompt at once; a learned profile can replace it when learning is done.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import soxr
 
 from voiceforge.audio.prompt import PromptAudio
-from voiceforge.learn.fit import LearnConfig, Learner, Progress
+from voiceforge.engines.kokoro.learn.fit import LearnConfig, Learner, Progress
 from voiceforge.voices.profile import VoiceProfile
 
 _EMPTY = np.zeros(0, np.float32)

@@ -30,8 +30,11 @@ import numpy as np
 import torch
 
 from voiceforge.config import Settings
-from voiceforge.engines.dequantize import fp32_model_path
-from voiceforge.engines.kokoro_model import (
+from voiceforge.engines.kokoro.convert import analyse, stats
+from voiceforge.engines.kokoro.dequantize import fp32_model_path
+from voiceforge.engines.kokoro.learn.embed import TorchSpeakerEncoder
+from voiceforge.engines.kokoro.learn.graph import F0_CURVE, KokoroGraph
+from voiceforge.engines.kokoro.model import (
     STYLE_DIM,
     KokoroModel,
     SessionConfig,
@@ -41,10 +44,7 @@ from voiceforge.engines.kokoro_model import (
     load_voice_packs,
 )
 from voiceforge.errors import Cancelled, InvalidInput
-from voiceforge.learn.embed import TorchSpeakerEncoder
-from voiceforge.learn.graph import F0_CURVE, KokoroGraph
 from voiceforge.text.frontend import Frontend
-from voiceforge.voices.convert import analyse, stats
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
    (cached per voice, so only the first enrollment of a process pays for it).
 2. For each stock voice, synthesise the prompt's transcript (of a prompt longer than
    ``PARALLEL_S``, the words of about its first ``PARALLEL_S`` seconds), align it to the prompt
-   (DTW) and fit frame maps on the aligned pairs (:class:`~voiceforge.voices.convert.FrameMap`).
+   (DTW) and fit frame maps on the aligned pairs (:class:`~voiceforge.engines.kokoro.convert.FrameMap`).
 3. Keep the voice and map whose converted calibration speech embeds closest to the prompt;
    statistics-only conversion is one of the candidates.
    Candidates that make Whisper mis-hear the calibration sentences are passed over.
@@ -33,9 +33,8 @@ from voiceforge.asr.whisper import Transcriber
 from voiceforge.audio.prompt import PromptAudio
 from voiceforge.engines.base import SynthesisRequest, synthesize
 from voiceforge.engines.kokoro import KokoroEngine
-from voiceforge.errors import InvalidInput
-from voiceforge.voices.align import dtw_path
-from voiceforge.voices.convert import (
+from voiceforge.engines.kokoro.align import dtw_path
+from voiceforge.engines.kokoro.convert import (
     FRAME_MS,
     FrameMap,
     Mapping,
@@ -47,6 +46,7 @@ from voiceforge.voices.convert import (
     standardise,
     stats,
 )
+from voiceforge.errors import InvalidInput
 from voiceforge.voices.embedding import SpeakerEncoder, similarity
 from voiceforge.voices.profile import VoiceProfile
 
