@@ -102,7 +102,7 @@ class LocalSynthesizer:
     def _run(self, item: Item) -> tuple[bytes, float]:
         from voiceforge.audio.encode import encode, parse_format
         from voiceforge.engines.base import SynthesisRequest, synthesize
-        from voiceforge.service.speech import infer_mode
+        from voiceforge.service.plan import infer_mode
 
         with self._lock:
             engine = self._load()

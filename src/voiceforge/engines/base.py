@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from voiceforge.errors import InvalidInput, Unsupported
-from voiceforge.text.instruct import parse_instruct, realise
+from voiceforge.text.instruct import Controls, parse_instruct, realise
 from voiceforge.voices.profile import VoiceProfile
 
 Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]
@@ -186,30 +186,43 @@ class Engine(Protocol):
 
 def check_supported(engine: Engine, request: SynthesisRequest) -> None:
     """Raise `Unsupported` naming the engine and the feature when the request asks for more."""
-    caps = engine.capabilities
-    if request.mode not in caps.modes:
-        raise Unsupported(
-            f"mode '{request.mode}' is not supported by engine {engine.name}; "
-            f"supported: {', '.join(sorted(caps.modes))}"
-        )
+    check_mode(engine, request.mode)
     if request.mode in ("zero_shot", "cross_lingual") and request.profile is None and request.prompt is None:
         raise InvalidInput(f"mode '{request.mode}' clones a voice: give a prompt recording or a saved voice")
-    if request.mode == "instruct" and not (request.instruct or "").strip():
+    check_text(engine, request.mode, request.text, request.instruct)
+
+
+def check_mode(engine: Engine, mode: str) -> None:
+    """`Unsupported` when `engine` cannot speak in `mode`, listing the modes it has."""
+    caps = engine.capabilities
+    if mode not in caps.modes:
+        raise Unsupported(
+            f"mode '{mode}' is not supported by engine {engine.name}; "
+            f"supported: {', '.join(sorted(caps.modes))}"
+        )
+
+
+def check_text(engine: Engine, mode: str, text: str, instruct: str | None) -> Controls | None:
+    """The checks that need no voice: an instruction for instruct mode, the text's length, and what
+    the instruction asks of `engine`; its controls as the engine will follow them (None: none)."""
+    caps = engine.capabilities
+    if mode == "instruct" and not (instruct or "").strip():
         raise InvalidInput(
             "mode 'instruct' needs an instruction, e.g. 'speak slowly and sadly' or '请用开心的语气说'"
         )
-    if len(request.text) > caps.max_text_chars:
+    if len(text) > caps.max_text_chars:
         raise InvalidInput(
-            f"text is {len(request.text)} characters; engine {engine.name} accepts at most "
+            f"text is {len(text)} characters; engine {engine.name} accepts at most "
             f"{caps.max_text_chars} per request (split it, or submit a long-form job)"
         )
-    if request.instruct:  # what the engine would otherwise find only when it starts synthesising
-        realise(
-            parse_instruct(request.instruct),
-            engine=engine.name,
-            supported=caps.instruct_controls,
-            verbatim=caps.instruct_verbatim,
-        )
+    if not instruct:  # what the engine would otherwise find only when it starts synthesising
+        return None
+    return realise(
+        parse_instruct(instruct),
+        engine=engine.name,
+        supported=caps.instruct_controls,
+        verbatim=caps.instruct_verbatim,
+    )
 
 
 def synthesize(engine: Engine, request: SynthesisRequest) -> SynthesisResult:

@@ -23,7 +23,7 @@ from voiceforge.asr.formats import as_json
 from voiceforge.audio.decode import decode
 from voiceforge.errors import NotFound, VoiceforgeError
 from voiceforge.jobs.base import Job, JobFailed
-from voiceforge.jobs.requests import SpeechItem
+from voiceforge.jobs.requests import SpeechItem, plan_item
 from voiceforge.service.speech import Output, SpeechService
 from voiceforge.service.transcribe import screen, transcribe
 
@@ -153,14 +153,7 @@ def _speak(
         pass
     output, _notes = speech.speak(
         task_id,
-        item.text,
-        voice=item.voice,
-        mode=item.mode,
-        instruct=item.instruct,
-        speed=item.speed,
-        seed=item.seed,
-        fmt=item.format,
-        engine=item.model,
+        plan_item(speech, item, task_id, resolve=False),
         progress=lambda done, total, _stage: progress(done, total),
         cancelled=work.cancel,
     )

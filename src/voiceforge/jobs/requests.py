@@ -21,6 +21,7 @@ from voiceforge.errors import Conflict, InvalidInput, NotFound, Unsupported, Voi
 from voiceforge.fields import FormatName, ModeName, Seed, Speakers, Speed, decode_base64
 from voiceforge.jobs.base import JobSpec
 from voiceforge.jobs.webhooks import check_url
+from voiceforge.service.plan import SpeechPlan
 from voiceforge.service.speech import SpeechService
 from voiceforge.text.frontend import Frontend
 
@@ -171,20 +172,30 @@ def prepare(
     return JobSpec("transcription", params, digest, webhook, inputs={"audio": audio})
 
 
+def plan_item(
+    speech: SpeechService, item: SpeechItem, task_id: str = "-", *, resolve: bool = True
+) -> SpeechPlan:
+    """The speech service's plan for one text of a tts or batch job (blocking)."""
+    return speech.plan(
+        item.text,
+        voice=item.voice,
+        mode=item.mode,
+        instruct=item.instruct,
+        speed=item.speed,
+        seed=item.seed,
+        fmt=item.format,
+        engine=item.model,
+        door="job",
+        task_id=task_id,
+        resolve=resolve,
+    )
+
+
 def _check_speech(item: SpeechItem, speech: SpeechService, *, where: str) -> None:
-    """What the render will do, up to synthesis: resolve the voice, build the engine request."""
+    """What the render will do, up to synthesis: plan it (voice, mode, instruction, length)."""
     try:
-        engine = speech.models.get(item.model)
-        voice = speech.resolve(item.voice, engine=engine.name)
-        speech.request(  # voice, mode, instruction, length
-            item.text,
-            voice,
-            mode=item.mode,
-            instruct=item.instruct,
-            speed=item.speed,
-            seed=item.seed,
-            engine=engine.name,
-        )
+        planned = plan_item(speech, item)
+        engine = speech.models.get(planned.engine)
         frontend = getattr(engine, "frontend", None)
         if isinstance(frontend, Frontend):  # markup, scripts, nothing speakable; a fresh instance
             Frontend(frontend.max_tokens).plan(item.text)  # because the engine's is not thread-safe

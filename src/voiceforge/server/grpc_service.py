@@ -30,7 +30,7 @@ import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -221,13 +221,21 @@ class CosyVoiceServicer(pb_grpc.CosyVoiceServicer):  # type: ignore[misc]
         engine = await asyncio.to_thread(speech.models.get, model)  # built on first use: off the loop
 
         def produce(cancelled: threading.Event) -> Iterator[EncodedPiece]:
-            voice = speech.resolve(
-                ask.voice, prompt=ask.prompt, prompt_text=ask.prompt_text, task_id=task_id, engine=engine.name
+            planned = speech.plan(
+                ask.text,
+                voice=ask.voice,
+                prompt=ask.prompt,
+                prompt_text=ask.prompt_text,
+                mode=ask.mode,
+                instruct=ask.instruct,
+                fmt=AudioFormat.PCM,
+                engine=model,
+                door="grpc",
+                task_id=task_id,
+                quick_start=True,  # the first sentence cut after a clause: the first audio leaves sooner
             )
-            req = speech.request(ask.text, voice, mode=ask.mode, instruct=ask.instruct, engine=engine.name)
-            # The first sentence is cut after a clause where that is safe: the first audio leaves sooner.
             yield from encoded_speech(
-                speech, task_id, replace(req, quick_start=True), AudioFormat.PCM, cancelled, pcm_rate=rate
+                speech, task_id, planned.request(), planned.format, cancelled, pcm_rate=rate
             )
 
         rate = settings.grpc_sample_rate or engine.capabilities.sample_rate

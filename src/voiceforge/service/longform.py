@@ -153,15 +153,17 @@ def _sentence(
 
 def _request(speech: SpeechService, spec: Longform, voice: ResolvedVoice, text: str) -> SynthesisRequest:
     """One sentence of ``spec`` as the engine request: what a render synthesises and check checks."""
-    return speech.request(
+    return speech.plan(
         text,
-        voice,
+        resolved=voice,
         mode=spec.mode,
         instruct=spec.instruct,
         speed=spec.speed,
         seed=spec.seed,
+        fmt=spec.format,
         engine=spec.model,
-    )
+        door="longform",
+    ).request()
 
 
 def _checkpoint(task_id: str, i: int) -> str:

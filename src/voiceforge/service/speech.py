@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import threading
 import time
-import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -25,9 +23,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from voiceforge.audio.encode import AudioFormat, encode, parse_format
 from voiceforge.db import Base, Database, utcnow
-from voiceforge.engines.base import AudioChunk, Mode, Prompt, SynthesisRequest, check_supported
+from voiceforge.engines.base import AudioChunk, Prompt, SynthesisRequest
 from voiceforge.errors import Cancelled, EngineFailure, InvalidInput, NotFound
 from voiceforge.service.models import Models
+from voiceforge.service.plan import SpeechPlan, with_voice
+from voiceforge.service.plan import normalise as _norm
+from voiceforge.service.plan import plan as make_plan
 from voiceforge.service.storage import Storage
 from voiceforge.voices.library import VoiceLibrary, VoiceRecord
 from voiceforge.voices.profile import VoiceProfile
@@ -219,65 +220,7 @@ class SpeechService:
         return ResolvedVoice(key=f"prompt:{key}", prompt=Prompt(wav, transcript.strip(), key), notes=notes)
 
     # -- requests --------------------------------------------------------------------------------
-    def request(
-        self,
-        text: str,
-        voice: ResolvedVoice,
-        *,
-        mode: Mode | None = None,
-        instruct: str | None = None,
-        speed: float = 1.0,
-        seed: int = 1,
-        engine: str | None = None,
-    ) -> SynthesisRequest:
-        """A checked engine request; the mode defaults from what was given."""
-        if not text.strip():
-            raise InvalidInput("text is empty; give the words to speak")
-        chosen = self.models.get(engine)
-        instruct = instruct if instruct and instruct.strip() else None
-        mode = mode or infer_mode(instruct, cloned=voice.cloned)
-        if mode == "preset" and voice.cloned:
-            raise InvalidInput("mode 'preset' speaks a stock voice; use zero_shot for a cloned or saved one")
-        request = SynthesisRequest(
-            text=text,
-            voice=voice.name,
-            speed=speed,
-            seed=seed,
-            mode=mode,
-            instruct=instruct,
-            profile=voice.profile,
-            prompt=voice.prompt,
-            engine=chosen.name,
-        )
-        check_supported(chosen, request)
-        return request
-
-    def cache_key(
-        self,
-        voice_key: str,
-        text: str,
-        *,
-        mode: str,
-        instruct: str | None,
-        speed: float,
-        seed: int,
-        fmt: str,
-        engine: str | None = None,
-    ) -> str:
-        """engine + voice + normalised text + parameters + seed: equal keys give equal audio. The
-        seed counts only on an engine that reads it: on the others every seed is the same take."""
-        seeded = self.models.get(engine).capabilities.seed
-        parts = {
-            "engine": self.models.name_of(engine),
-            "voice": voice_key,
-            "text": _norm(text),
-            "mode": mode,
-            "instruct": _norm(instruct or ""),
-            "speed": round(speed, 3),
-            "seed": seed if seeded else None,
-            "format": fmt,
-        }
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    plan = make_plan  # what every door asks before speaking (service/plan.py)
 
     def remembered(self, key: str) -> Output | None:
         """A cache hit from memory only (no database): cheap enough for the event loop."""
@@ -321,42 +264,28 @@ class SpeechService:
     def speak(
         self,
         task_id: str,
-        text: str,
+        planned: SpeechPlan,
         *,
-        voice: str | None = None,
-        prompt: bytes | None = None,
-        prompt_text: str | None = None,
-        mode: Mode | None = None,
-        instruct: str | None = None,
-        speed: float = 1.0,
-        seed: int = 1,
-        fmt: str = "wav",
-        engine: str | None = None,
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
     ) -> tuple[Output, tuple[str, ...]]:
-        """What /tts, the UI and a tts job do on a worker: resolve the voice (cloning a prompt),
-        check the request, then answer from the cache or render. Returns the output and the
-        prompt's notes (e.g. "the clearest 15 s were used")."""
-        resolved = self.resolve(voice, prompt=prompt, prompt_text=prompt_text, task_id=task_id, engine=engine)
-        request = self.request(
-            text, resolved, mode=mode, instruct=instruct, speed=speed, seed=seed, engine=engine
-        )
-        key = self.cache_key(
-            resolved.key,
-            text,
-            mode=request.mode,
-            instruct=request.instruct,
-            speed=speed,
-            seed=seed,
-            fmt=fmt,
-            engine=engine,
-        )
-        if (hit := self.cached(key)) is not None:
+        """What /tts, the UI and a tts job do on a worker: answer ``planned`` from the cache, or
+        resolve its voice (cloning a prompt) and render it. Returns the output and the prompt's
+        notes (e.g. "the clearest 15 s were used")."""
+        if (hit := self.cached(planned.cache_key)) is not None:  # before resolving: a clone costs seconds
             log.info("[%s] cache hit: %s", task_id, hit.name)
-            return hit, resolved.notes
-        output = self.render(task_id, request, fmt, cache_key=key, progress=progress, cancelled=cancelled)
-        return output, resolved.notes
+            return hit, ()
+        planned = with_voice(self, planned, task_id)
+        assert planned.voice is not None  # with_voice resolves it
+        output = self.render(
+            task_id,
+            planned.request(),
+            planned.format,
+            cache_key=planned.cache_key,
+            progress=progress,
+            cancelled=cancelled,
+        )
+        return output, planned.voice.notes
 
     def render(
         self,
@@ -489,11 +418,3 @@ class SpeechService:
             self._memory.move_to_end(key)
             while len(self._memory) > CACHE_MEMORY:
                 self._memory.popitem(last=False)
-
-
-def infer_mode(instruct: str | None, *, cloned: bool) -> Mode:
-    return "instruct" if instruct else "zero_shot" if cloned else "preset"
-
-
-def _norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).split())

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from voiceforge.audio.prompt import prepare_prompt
-from voiceforge.engines.base import AudioChunk, SynthesisRequest
-from voiceforge.errors import InvalidInput
+from voiceforge.engines.base import AudioChunk
 from voiceforge.service.cloning import transcribe_prompt
 from voiceforge.service.models import Models
-from voiceforge.service.speech import Output, ResolvedVoice, SpeechService
+from voiceforge.service.plan import SpeechPlan
+from voiceforge.service.speech import Output, SpeechService
 from voiceforge.voices.library import VoiceRecord
 
 log = logging.getLogger(__name__)
@@ -62,45 +62,11 @@ def check_prompt(models: Models, path: Path) -> PromptCheck:
     return PromptCheck(transcript, prompt.original_rate, prompt.speech_s, tuple(prompt.notes))
 
 
-def _prompt(speech: SpeechService, form: Form) -> bytes | None:
-    """The prompt recording's bytes, after checking that a cloning mode has a voice to clone."""
-    stock = speech.stock_voices(form.engine)
-    cloned = form.prompt is not None or (form.voice is not None and form.voice not in stock)
-    if form.mode in ("zero_shot", "cross_lingual") and not cloned:
-        raise InvalidInput(f"mode {form.mode} clones a voice: give a prompt recording or pick a saved voice")
-    return form.prompt.read_bytes() if form.prompt is not None else None
-
-
-def engine_request(speech: SpeechService, form: Form, task_id: str) -> tuple[ResolvedVoice, SynthesisRequest]:
-    """The voice (a prompt cloned, a saved or a stock one) and the checked engine request."""
-    prompt = _prompt(speech, form)
-    voice = speech.resolve(
-        None if prompt is not None else form.voice,
-        prompt=prompt,
-        prompt_text=form.prompt_text,
-        task_id=task_id,
-        engine=form.engine,
-    )
+def plan(speech: SpeechService, form: Form, task_id: str, *, resolve: bool = True) -> SpeechPlan:
+    """The form as the speech service's plan: a prompt recording (cloned), a saved or a stock voice."""
+    prompt = form.prompt.read_bytes() if form.prompt is not None else None
     mode: Any = form.mode
-    request = speech.request(
-        form.text,
-        voice,
-        mode=mode,
-        instruct=form.instruct,
-        speed=form.speed,
-        seed=form.seed,
-        engine=form.engine,
-    )
-    return voice, request
-
-
-def speak(speech: SpeechService, form: Form, task_id: str, progress: Progress) -> tuple[Output, list[str]]:
-    """What POST /tts does on its worker (SpeechService.speak). Returns the output and the
-    prompt's notes."""
-    prompt = _prompt(speech, form)
-    mode: Any = form.mode
-    output, notes = speech.speak(
-        task_id,
+    return speech.plan(
         form.text,
         voice=None if prompt is not None else form.voice,
         prompt=prompt,
@@ -111,6 +77,18 @@ def speak(speech: SpeechService, form: Form, task_id: str, progress: Progress) -
         seed=form.seed,
         fmt=form.format,
         engine=form.engine,
+        door="ui",
+        task_id=task_id,
+        resolve=resolve,
+    )
+
+
+def speak(speech: SpeechService, form: Form, task_id: str, progress: Progress) -> tuple[Output, list[str]]:
+    """What POST /tts does on its worker (SpeechService.speak). Returns the output and the
+    prompt's notes."""
+    output, notes = speech.speak(
+        task_id,
+        plan(speech, form, task_id, resolve=False),
         progress=lambda done, total, _stage: progress(done, total),
     )
     return output, list(notes)
@@ -120,8 +98,7 @@ def stream(
     speech: SpeechService, form: Form, task_id: str, cancelled: threading.Event
 ) -> Iterator[AudioChunk]:
     """The request's audio sentence by sentence (the streaming preview; nothing is stored)."""
-    _voice, request = engine_request(speech, form, task_id)
-    yield from speech.stream(task_id, request, cancelled=cancelled)
+    yield from speech.stream(task_id, plan(speech, form, task_id).request(), cancelled=cancelled)
 
 
 def save_voice(

@@ -6,6 +6,7 @@ out, or ``{"success": false, "error", "code", "detail"}`` with 400/401/413/429/5
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -15,14 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from voiceforge.errors import InvalidInput
 from voiceforge.fields import FormatName, ModeName, Seed, Speed, decode_base64
 from voiceforge.server.admission import admit, grant_output, require, ticket_of
 from voiceforge.server.auth import Principal
 from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.state import Services, services
-from voiceforge.service.speech import Output, infer_mode, new_task_id
+from voiceforge.service.plan import SpeechPlan, quick
+from voiceforge.service.speech import SpeechService, new_task_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tts"])
@@ -124,59 +125,25 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
     engine = speech.models.name_of(body.engine or body.model)
     if speech.models.loaded_engine(engine) is None:  # built on first use: off the event loop
         await run_in_threadpool(speech.models.get, engine)
-    stock = speech.stock_voices(engine)
-    cloned = prompt is not None or (body.voice_id is not None and body.voice_id not in stock)
-    mode = body.mode or infer_mode(body.instruct, cloned=cloned)
-    if mode in ("zero_shot", "cross_lingual") and not cloned:
-        raise InvalidInput(
-            f"mode {mode} clones a voice: send prompt_audio (base64) or a saved voice's voice_id"
-        )
-    if mode == "preset" and prompt is not None:
-        raise InvalidInput("mode preset speaks a stock voice; drop prompt_audio or use mode zero_shot")
+    if quick(speech, body.voice_id, prompt, engine):  # a stock voice: no database read, no hop
+        planned = plan_of(speech, body, prompt, engine)
+    else:
+        planned = await run_in_threadpool(plan_of, speech, body, prompt, engine)
     log.info(
         "[%s] received /tts: %d chars, engine %s, mode %s, %s",
         task_id,
         len(body.text),
         engine,
-        mode,
+        planned.mode,
         "prompt audio" if prompt else f"voice {body.voice_id or 'default'}",
     )
-
-    voice_key = await _voice_key(svc, body, prompt, engine, cloned=cloned)
-    key = speech.cache_key(
-        voice_key,
-        body.text,
-        mode=mode,
-        instruct=body.instruct,
-        speed=body.speed,
-        seed=body.seed,
-        fmt=body.format,
-        engine=engine,
-    )
-    notes: list[str] = []
-    output = speech.remembered(key)
-    if output is None:
-
-        def work() -> tuple[Output, tuple[str, ...]]:
-            if (hit := speech.cached(key)) is not None:  # before resolving: a clone costs seconds
-                return hit, ()
-            return speech.speak(
-                task_id,
-                body.text,
-                voice=body.voice_id,
-                prompt=prompt,
-                prompt_text=body.prompt_text,
-                mode=mode,
-                instruct=body.instruct,
-                speed=body.speed,
-                seed=body.seed,
-                fmt=body.format,
-                engine=engine,
-            )
-
-        output, spoken_notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
-        notes = list(spoken_notes)
-    assert output is not None
+    notes: tuple[str, ...] = ()
+    hit = speech.remembered(planned.cache_key)
+    if hit is not None:
+        output = hit
+    else:
+        work = functools.partial(speech.speak, task_id, planned)
+        output, notes = await svc.pool.run(work, timeout=svc.settings.request_timeout_s)
     await grant_output(svc, ticket_of(request).principal, output.name)  # /outputs serves its owners
     if output.cached:
         log.info("[%s] cache hit: %s", task_id, output.name)
@@ -186,16 +153,26 @@ async def _speak(request: Request, svc: Services, body: TtsRequest) -> TtsRespon
         duration=output.duration,
         sample_rate=output.sample_rate,
         cached=output.cached,
-        notes=notes,
+        notes=list(notes),
     )
 
 
-async def _voice_key(
-    svc: Services, body: TtsRequest, prompt: bytes | None, engine: str, *, cloned: bool
-) -> str:
-    if not cloned:  # a stock voice: no database read, no hop off the event loop
-        return svc.speech.voice_key(body.voice_id, None, None, engine)
-    return await run_in_threadpool(svc.speech.voice_key, body.voice_id, prompt, body.prompt_text, engine)
+def plan_of(speech: SpeechService, body: TtsRequest, prompt: bytes | None, engine: str | None) -> SpeechPlan:
+    """The plan for a /tts body, its voice not yet resolved (blocking unless :func:`quick`)."""
+    return speech.plan(
+        body.text,
+        voice=body.voice_id,
+        prompt=prompt,
+        prompt_text=body.prompt_text,
+        mode=body.mode,
+        instruct=body.instruct,
+        speed=body.speed,
+        seed=body.seed,
+        fmt=body.format,
+        engine=engine,
+        door="tts",
+        resolve=False,
+    )
 
 
 async def _parse(request: Request, limit: int) -> TtsRequest:
