@@ -106,8 +106,9 @@ def say(
 ) -> None:
     """Speak TEXT into an audio file."""
     from voiceforge.audio.encode import encode, parse_format
-    from voiceforge.engines.base import Mode, SynthesisRequest, synthesize
+    from voiceforge.engines.base import SynthesisRequest, synthesize
     from voiceforge.engines.registry import create_engine
+    from voiceforge.service.plan import infer_mode
     from voiceforge.text.instruct import parse_instruct
 
     content = _read_text(text, file)
@@ -132,7 +133,7 @@ def say(
                 f"unknown voice {voice!r}; choose a stock voice ({', '.join(stock)}) "
                 "or a saved one (`voiceforge voices` lists them)"
             ) from None
-    mode: Mode = "instruct" if instruct else "zero_shot" if profile else "preset"
+    mode = infer_mode(instruct, cloned=profile is not None)
     request = SynthesisRequest(
         text=content,
         voice=None if profile else voice,

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # hangs or returns garbage as this JSON file says, read at every call. Never set in production.
     fault_file: Path | None = None
 
-    # -- OpenAI-compatible audio API (server/routes/openai.py) ------------------------------------
+    # -- OpenAI-compatible audio API (server/routes/openai/) --------------------------------------
     # Longest recording /v1/audio/transcriptions decodes; longer is a 400 before any decoding.
     max_transcription_s: float = Field(default=600.0, gt=0, description="transcription audio limit")
     live_resume_s: float = Field(
