@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     max_upload_chunks: int = Field(default=1024, ge=1, description="chunks in one POST /v1/audio session")
     max_upload_audio_s: float = Field(default=600.0, gt=0, description="audio an upload transcribes at most")
     enroll_timeout_s: float = Field(default=300.0, gt=0, description="POST /v1/voices enrollment limit (504)")
+    # Learned voices (service/learning.py): a new voice answers from a quick enrollment at once and
+    # learns Kokoro's own style in the background (needs torch, the `learn` extra).
+    learn_voices: bool = Field(default=True, description="learn new voices in the background")
+    learn_threads: int = Field(default=1, ge=1, le=64, description="CPU threads the learner uses")
+    learn_queue: int = Field(default=4, ge=0, description="request prompts waiting to be learned, at most")
+    learn_steps: int | None = Field(default=None, ge=1, le=500, description="timbre steps (None: learner's)")
+    learn_pitch_steps: int | None = Field(default=None, ge=0, le=500, description="pitch steps (ditto)")
 
     # -- observability and admin (server/metrics.py, server/logstream.py, server/restart.py) ------
     retention_every_s: float = Field(default=600.0, gt=0, description="seconds between retention sweeps")

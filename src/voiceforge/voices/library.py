@@ -57,6 +57,7 @@ _JOINERS = {"\u200c", "\u200d"}  # format characters that real names (Indic scri
 _EXPORT_FORMAT = "voiceforge.voice"
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error)
 _RENAME_HINT = "pick another name or rename it"
+DOUBTFUL = "transcript_doubtful"  # in meta: recognised words to check (service/cloning.Heard)
 CONSENT_BY, CONSENT_AT = "consent_by", "consent_at"  # in meta: a new table column needs a migration
 NO_CONSENT = (
     "consent is missing or false: a voice is saved only once the speaker agreed to be cloned; "
@@ -193,11 +194,20 @@ class VoiceLibrary:
                 s.info["restore"] = (path, old)
                 row.transcript, row.language, row.engine = new.transcript, new.language, new.engine
                 row.profile_digest = new.digest()
+            if transcript is not None:  # a person typed it: nothing left to check
+                row.meta = {k: v for k, v in row.meta.items() if k != DOUBTFUL}
             if consent is not None:
                 row.consent = bool(consent)
                 kept = {k: v for k, v in row.meta.items() if k not in (CONSENT_BY, CONSENT_AT)}
                 row.meta = {**kept, **_affirmed(consent_by)} if consent else kept
             row.updated_at = utcnow()
+        return _record(row)
+
+    def annotate(self, ref: str, changes: dict[str, Any]) -> VoiceRecord:
+        """Set keys of a voice's meta (enrollment figures, learning state); the rest stays."""
+        with self._tx(write=True) as s:
+            row = _resolve(s, ref, for_update=True)
+            row.meta = {**row.meta, **_check_meta(changes)}
         return _record(row)
 
     def delete(self, ref: str) -> None:
