@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     # `model` field or /tts `model`: "kokoro,remote,cosyvoice". Empty: only `engine`.
     engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # -- remote engine (engines/remote.py): any OpenAI-compatible POST /v1/audio/speech ----------
+    # -- remote engine (engines/remote/): any OpenAI-compatible POST /v1/audio/speech ----------
     remote_url: str | None = None  # e.g. http://gpu-node:8091 (vLLM-Omni) or another voiceforge
     remote_api_key: str | None = None  # sent as "Authorization: Bearer …"; never logged
     remote_model: str = "tts-1"  # the `model` sent upstream (vLLM-Omni: the served model's name)
