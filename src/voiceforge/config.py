@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     # `model` field or /tts `model`: "kokoro,remote,cosyvoice". Empty: only `engine`.
     engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # -- remote engine (engines/remote.py): any OpenAI-compatible POST /v1/audio/speech ----------
+    # -- remote engine (engines/remote/): any OpenAI-compatible POST /v1/audio/speech ----------
     remote_url: str | None = None  # e.g. http://gpu-node:8091 (vLLM-Omni) or another voiceforge
     remote_api_key: str | None = None  # sent as "Authorization: Bearer …"; never logged
     remote_model: str = "tts-1"  # the `model` sent upstream (vLLM-Omni: the served model's name)
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="how long a dropped live-transcription session waits to be resumed"
     )
 
-    # -- auth and limits (server/auth.py, server/limits.py) ------------------------------------
+    # -- auth and limits (server/auth/, server/limits.py) ------------------------------------
     # "auto": required when bound to a non-loopback address; "on"/"off" force it.
     auth: Literal["auto", "on", "off"] = "auto"
     insecure_no_auth: bool = False  # explicit opt-out for a non-loopback bind
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     # nodes sharing the data folder share it.
     url_secret: str | None = None
     output_url_ttl_s: int = Field(default=24 * 3600, ge=60, description="signed /outputs link lifetime")
-    # The web UI's session cookie (server/auth.py), signed with the same key; a JWT's own expiry
+    # The web UI's session cookie (server/auth/sessions.py), signed with the same key; a JWT's own expiry
     # ends it sooner, and a revoked key ends it within key_cache_s.
     session_ttl_s: int = Field(default=12 * 3600, ge=60, description="UI session lifetime after /login")
     # Rate limits (limits-library syntax, "10/minute;100/hour"; "" = none) per key, or per client

@@ -32,17 +32,17 @@ from voiceforge.errors import Conflict, InvalidInput, NotFound, Overloaded, TooL
 from voiceforge.service.cloning import transcribe_prompt
 from voiceforge.service.owners import upload
 from voiceforge.service.transcribe import screen
-from voiceforge.service.uploads import (
+from voiceforge.service.upload_files import spool
+from voiceforge.service.upload_rows import (
     ChunkRow,
     TaskRow,
     Upload,
     UploadRow,
-    UploadService,
     find,
     new_upload_id,
-    spool,
     to_upload,
 )
+from voiceforge.service.uploads import UploadService
 
 log = logging.getLogger(__name__)
 
