@@ -8,10 +8,11 @@ runs :mod:`voiceforge.ui.actions` on the engine worker pool (:mod:`voiceforge.ui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,8 +255,13 @@ def wire(tab: GenerateTab, page: Page, history: HistoryTab, svc: ServicesFn) -> 
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for a bar)
     ) -> AsyncIterator[dict[Any, Any]]:
-        async for update in press(svc(), tab, page, history, inputs.read(values), request, progress):
-            yield update
+        # closed with this handler (a page that went away), so the door's audit row and the
+        # stream's cleanup run then, not whenever the generator is collected
+        async with contextlib.aclosing(
+            press(svc(), tab, page, history, inputs.read(values), request, progress)
+        ) as updates:
+            async for update in updates:
+                yield update
 
     outputs = [tab.status, tab.result, tab.live, tab.compare, page.history, history.html]
     tab.generate.click(
@@ -276,7 +282,7 @@ async def press(
     pressed: GenerateForm,
     request: gr.Request,
     progress: gr.Progress,
-) -> AsyncIterator[dict[Any, Any]]:
+) -> AsyncGenerator[dict[Any, Any], None]:
     """One press of Generate, as updates of the status line, the players and the history."""
     lang = lang_code(pressed.lang)
     task_id = new_task_id()
