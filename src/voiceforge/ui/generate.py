@@ -198,10 +198,12 @@ def build(texts: Texts) -> GenerateTab:
                 gr.Audio(type="filepath", label=t("compare", "zh"), interactive=False, visible=False),
                 "compare",
             )
-    return GenerateTab(
-        engine, engine_status, mode, help_, text, voice, prompt_box, prompt, prompt_status, prompt_text,
-        save_name, save, consent, instruct_box, instruct, presets, preset_note, seed, dice, speed, fmt,
-        stream, generate, status, live, result, compare,
+    return GenerateTab(  # by name: two Markdowns or Textboxes cannot swap places
+        engine=engine, engine_status=engine_status, mode=mode, help=help_, text=text, voice=voice,
+        prompt_box=prompt_box, prompt=prompt, prompt_status=prompt_status, prompt_text=prompt_text,
+        save_name=save_name, save=save, consent=consent, instruct_box=instruct_box, instruct=instruct,
+        presets=presets, preset_note=preset_note, seed=seed, dice=dice, speed=speed, format=fmt,
+        stream=stream, generate=generate, status=status, live=live, result=result, compare=compare,
     )  # fmt: skip
 
 

@@ -82,7 +82,10 @@ def build(texts: Texts) -> LibraryTab:
                 gr.Button(t("lib.delete", "zh"), size="sm", variant="stop", scale=0), "lib.delete"
             )
         status = gr.Markdown(padding=True, elem_id="vf-lib-status")
-    return LibraryTab(table, pick, refresh, preview, new_name, rename, delete, status)
+    return LibraryTab(
+        table=table, pick=pick, refresh=refresh, preview=preview, new_name=new_name, rename=rename,
+        delete=delete, status=status,
+    )  # fmt: skip
 
 
 def wire(tab: LibraryTab, page: Page, svc: ServicesFn) -> None:
