@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import gradio as gr
 
 from voiceforge.errors import VoiceforgeError
 
 Lang = Literal["zh", "en"]
+C = TypeVar("C", bound="gr.components.Component | gr.Tab")  # a component keeps its type through Texts
 LANGS: dict[str, Lang] = {"中文": "zh", "English": "en"}
 
 MODES = ("preset", "zero_shot", "cross_lingual", "instruct")
@@ -242,12 +243,12 @@ class Texts:
     components: list[gr.components.Component | gr.Tab] = field(default_factory=list)
     _updates: list[Callable[[str], dict[str, Any]]] = field(default_factory=list)
 
-    def add(self, component: Any, update: Callable[[str], dict[str, Any]]) -> Any:
+    def add(self, component: C, update: Callable[[str], dict[str, Any]]) -> C:
         self.components.append(component)
         self._updates.append(update)
         return component
 
-    def label(self, component: Any, key: str, placeholder: str | None = None) -> Any:
+    def label(self, component: C, key: str, placeholder: str | None = None) -> C:
         def update(lang: str) -> dict[str, Any]:
             if placeholder:
                 return gr.update(label=t(key, lang), placeholder=t(placeholder, lang))
@@ -255,7 +256,7 @@ class Texts:
 
         return self.add(component, update)
 
-    def value(self, component: Any, key: str) -> Any:
+    def value(self, component: C, key: str) -> C:
         """Buttons and Markdown: the text is the value."""
         return self.add(component, lambda lang: gr.update(value=t(key, lang)))
 
