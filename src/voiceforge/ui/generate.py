@@ -243,8 +243,11 @@ def wire(tab: GenerateTab, page: Page, history: HistoryTab, svc: ServicesFn) -> 
             yield error_message(e, lang, "prompt", lead="msg.prompt_bad"), gr.update()
             return
         message = t("msg.prompt_ok", lang, rate=check.rate, speech=check.speech_s)
-        notes = "".join(f"\n- {n}" for n in check.notes)
-        yield message + notes, gr.update(value=check.transcript)
+        notes = [
+            *check.notes,
+            *([t("msg.doubtful", lang, words="、".join(check.doubtful))] if check.doubtful else []),
+        ]
+        yield message + "".join(f"\n- {n}" for n in notes), gr.update(value=check.transcript)
 
     for event in (tab.prompt.upload, tab.prompt.stop_recording):
         event(on_prompt, [tab.prompt, page.lang], [tab.prompt_status, tab.prompt_text])

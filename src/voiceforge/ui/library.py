@@ -15,6 +15,7 @@ import gradio as gr
 
 from voiceforge.errors import VoiceforgeError
 from voiceforge.server import admission
+from voiceforge.service.learning import LearnState
 from voiceforge.ui import actions
 from voiceforge.ui.common import Inputs, Page, ServicesFn, client_ip, error_message, lang_code
 from voiceforge.ui.generate import GenerateTab
@@ -192,11 +193,21 @@ async def listing(svc: ServicesFn, tab: LibraryTab, choice: str, request: gr.Req
                 records = await asyncio.to_thread(s.library.list)
         except VoiceforgeError:  # rate-limited, say: keep what the page shows
             return {tab.table: gr.update(), tab.pick: gr.update()}
-    headers = t("cols", lang_code(choice)).split(",")
+    lang = lang_code(choice)
+    headers = t("cols", lang).split(",")
     rows = [
-        [r.name, r.id, r.language, r.transcript, r.created_at.strftime("%Y-%m-%d %H:%M")] for r in records
+        [r.name, r.id, r.language, r.transcript, _learning(r, lang), r.created_at.strftime("%Y-%m-%d %H:%M")]
+        for r in records
     ]
     return {
-        tab.table: gr.update(value={"headers": headers, "data": rows or [["", "", "", "", ""]]}),
+        tab.table: gr.update(value={"headers": headers, "data": rows or [[""] * len(headers)]}),
         tab.pick: gr.update(choices=[(r.name, r.id) for r in records], value=None),
     }
+
+
+def _learning(record: VoiceRecord, lang: str) -> str:
+    """Where learning the voice stands, as GET /v1/voices/{id} says it (service/learning.py)."""
+    state = LearnState.of(record)
+    if state is None:
+        return t("learn.enrolled", lang)
+    return t(f"learn.{state.state}", lang, progress=state.progress)
