@@ -96,13 +96,15 @@ def test_saving_a_voice_needs_consent(tmp_path, shared_audio):
 
 
 def test_clone_a_voice_save_it_and_speak_with_it(tmp_path, shared_audio):
-    env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data")}
+    # learned by default (two steps of each kind here; bench/learned.py measures full learning)
+    env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data"), "VOICEFORGE_LEARN_STEPS": "2",
+           "VOICEFORGE_LEARN_PITCH_STEPS": "2"}  # fmt: skip
     prompt = str(shared_audio / "zh_prompt_cosyvoice.wav")
     proc = run("voices", "add", "小希", prompt, "--consent", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "saved 小希" in proc.stdout and "(asr)" in proc.stdout
+    assert "saved 小希" in proc.stdout and "(asr)" in proc.stdout and "learned style" in proc.stdout
     listed = run("voices", env=env)
-    assert "小希" in listed.stdout and "cloned" in listed.stdout
+    assert "小希" in listed.stdout and "cloned" in listed.stdout and " learned " in listed.stdout
     out = tmp_path / "clone.wav"
     proc = run("say", "Hello from a cloned voice.", "--voice", "小希", "-o", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
@@ -112,6 +114,16 @@ def test_clone_a_voice_save_it_and_speak_with_it(tmp_path, shared_audio):
     assert run("voices", "rm", "小希", env=env).returncode == 0
     proc = run("voices", "import", str(archive), "--name", "again", env=env)
     assert proc.returncode == 0 and "imported again" in proc.stdout, proc.stderr
+    assert " learned " in next(line for line in run("voices", env=env).stdout.splitlines() if "again" in line)
+
+
+def test_fast_enrollment_skips_learning(tmp_path, shared_audio):
+    env = {"VOICEFORGE_DATA_DIR": str(tmp_path / "data")}
+    prompt = str(shared_audio / "en_prompt_f5.wav")
+    proc = run("voices", "add", "Nature", prompt, "--consent", "--fast", "--transcript",
+               "Some call me nature, others call me mother nature.", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "learned style" not in proc.stdout and " enrolled " in run("voices", env=env).stdout
 
 
 def test_a_too_short_prompt_is_one_clear_line(tmp_path, shared_audio):

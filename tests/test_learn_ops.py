@@ -1,4 +1,4 @@
-"""Each ONNX op of the differentiable Kokoro (engines/kokoro/learn/ops.py) alone, against onnxruntime.
+"""Each ONNX op of the differentiable Kokoro (engines/kokoro/learn/ops/) alone, against onnxruntime.
 
 Every case is a one-node ONNX model built with onnx.helper; its inputs are fed to onnxruntime
 and to the torch implementation, and the outputs must agree.

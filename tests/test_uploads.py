@@ -22,7 +22,8 @@ from voiceforge.db import Database, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, TooLarge
 from voiceforge.service.chunked import ChunkedUploads
 from voiceforge.service.models import Models
-from voiceforge.service.uploads import TaskRow, UploadRow, UploadService
+from voiceforge.service.upload_rows import TaskRow, UploadRow
+from voiceforge.service.uploads import UploadService
 
 F5 = "en_prompt_f5.wav"
 

@@ -5,6 +5,7 @@ A user's mistake ends in one line on stderr and exit status 2, never a traceback
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import importlib.metadata
 import json
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
     from voiceforge.engines.base import Engine
     from voiceforge.service.cloning import ClonedVoice
     from voiceforge.service.keys import KeyStore
-    from voiceforge.voices.library import VoiceLibrary
+    from voiceforge.service.models import Models
+    from voiceforge.voices.library import VoiceLibrary, VoiceRecord
+    from voiceforge.voices.profile import VoiceProfile
 
 app = typer.Typer(
     help="voiceforge: voice-cloning text-to-speech (Chinese, English, mixed) on your CPU.",
@@ -103,6 +106,7 @@ def say(
         str | None, typer.Option("--format", help="wav, flac, mp3, opus, aac or pcm; default from -o")
     ] = None,
     lufs: Annotated[float | None, typer.Option(help="normalise loudness to this LUFS, e.g. -16")] = None,
+    fast: Annotated[bool, typer.Option(help="with --prompt: enroll in seconds instead of learning")] = False,
 ) -> None:
     """Speak TEXT into an audio file."""
     from voiceforge.audio.encode import encode, parse_format
@@ -124,7 +128,7 @@ def say(
     started = time.perf_counter()
     profile = None
     if prompt is not None:
-        profile = _clone(settings, engine, prompt, prompt_text, None).profile
+        profile = _clone(settings, engine, prompt, prompt_text, None, fast=fast).profile
     elif voice and voice not in (stock := [v.name for v in engine.voices()]):
         try:
             profile = _library(settings).profile(voice)
@@ -180,8 +184,19 @@ def voices(ctx: typer.Context) -> None:
     for record in _library(settings).list():
         sim = record.meta.get("calibration_sim")
         typer.echo(
-            f"{record.name:16} {record.language:6} cloned  {record.id}  SIM {sim}  {record.transcript[:30]}"
+            f"{record.name:16} {record.language:6} cloned  {record.id}  SIM {sim}  "
+            f"{_learning_label(record):13} {record.transcript[:30]}"
         )
+
+
+def _learning_label(record: VoiceRecord) -> str:
+    """``learned``, ``learning 40%``, ``queued``, ``failed`` or ``enrolled`` (never learned)."""
+    from voiceforge.service.learning import LearnState
+
+    state = LearnState.of(record)
+    if state is None:
+        return "enrolled"
+    return f"learning {state.progress:.0%}" if state.state == "learning" else state.state
 
 
 @voices_app.command("add")
@@ -195,6 +210,7 @@ def voices_add(
     consent: Annotated[
         bool, typer.Option(help="required: the speaker agreed to be cloned (recorded with your user name)")
     ] = False,
+    fast: Annotated[bool, typer.Option(help="enroll in seconds (WORLD) instead of learning")] = False,
 ) -> None:
     """Clone a voice from a recording and save it under NAME (needs --consent)."""
     from voiceforge.engines.registry import create_engine
@@ -206,13 +222,13 @@ def voices_add(
     settings = Settings()
     library = _library(settings)
     engine = create_engine(settings)
-    cloned = _clone(settings, engine, prompt, transcript, language)
+    cloned = _clone(settings, engine, prompt, transcript, language, fast=fast)
     record = library.create(
         name,
         prompt=prompt.read_bytes(),
         profile=cloned.profile,
         consent=consent,
-        meta={**cloned.profile.meta, "transcript_source": cloned.transcript_source},
+        meta={**cloned.profile.meta, "transcript_source": cloned.transcript_source, **_learned(cloned)},
         consent_by=f"cli:{getpass.getuser()}",
     )
     for note in cloned.prompt.notes:
@@ -312,14 +328,55 @@ def _library(settings: Settings) -> VoiceLibrary:
 
 
 def _clone(
-    settings: Settings, engine: Engine, prompt: Path, transcript: str | None, language: str | None
+    settings: Settings,
+    engine: Engine,
+    prompt: Path,
+    transcript: str | None,
+    language: str | None,
+    *,
+    fast: bool,
 ) -> ClonedVoice:
+    """Enroll ``prompt``: learned (with a progress bar) unless ``fast`` or learning is unavailable."""
+    from voiceforge.service import learning
     from voiceforge.service.models import Models
 
     if not prompt.is_file():
         raise InvalidInput(f"prompt file {str(prompt)!r} does not exist")
     models = Models(settings, engine_factory=lambda _settings: engine)
-    return models.clone(prompt.read_bytes(), transcript=transcript, language=language)
+    learn = not fast and learning.available(settings)
+    if not fast and not learn:
+        typer.echo("note: learning needs torch (pip install 'voiceforge[learn]'); enrolling fast", err=True)
+    cloned = models.clone(prompt.read_bytes(), transcript=transcript, language=language, quick=learn)
+    if not learn or cloned.profile.language not in learning.LANGUAGES:
+        return cloned
+    return dataclasses.replace(cloned, profile=_learn(settings, models, cloned))
+
+
+def _learn(settings: Settings, models: Models, cloned: ClonedVoice) -> VoiceProfile:
+    """Learn the prompt speaker's style, showing the steps."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from voiceforge.engines.kokoro.learn.enroll import learn_profile
+    from voiceforge.service import learning
+
+    columns = (TextColumn("learning the voice: {task.description:7}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("loading", total=1.0)
+        return learn_profile(
+            models.learner,
+            cloned.prompt,
+            transcript=cloned.profile.transcript,
+            language=cloned.profile.language,
+            config=learning.config_of(settings),
+            progress=lambda p: bar.update(task, completed=learning.fraction(p), description=p.stage),
+        )
+
+
+def _learned(cloned: ClonedVoice) -> dict[str, object]:
+    """The learning state a voice saved by the CLI starts with (learned here, or not at all)."""
+    from voiceforge.service.learning import META_KEY, LearnState
+
+    return {META_KEY: LearnState("learned", 1.0, "done").as_meta()} if cloned.profile.learned else {}
 
 
 @app.command()

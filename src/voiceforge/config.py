@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     # `model` field or /tts `model`: "kokoro,remote,cosyvoice". Empty: only `engine`.
     engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # -- remote engine (engines/remote.py): any OpenAI-compatible POST /v1/audio/speech ----------
+    # -- remote engine (engines/remote/): any OpenAI-compatible POST /v1/audio/speech ----------
     remote_url: str | None = None  # e.g. http://gpu-node:8091 (vLLM-Omni) or another voiceforge
     remote_api_key: str | None = None  # sent as "Authorization: Bearer …"; never logged
     remote_model: str = "tts-1"  # the `model` sent upstream (vLLM-Omni: the served model's name)
@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     max_upload_chunks: int = Field(default=1024, ge=1, description="chunks in one POST /v1/audio session")
     max_upload_audio_s: float = Field(default=600.0, gt=0, description="audio an upload transcribes at most")
     enroll_timeout_s: float = Field(default=300.0, gt=0, description="POST /v1/voices enrollment limit (504)")
+    # Learned voices (service/learning.py): a new voice answers from a quick enrollment at once and
+    # learns Kokoro's own style in the background (needs torch, the `learn` extra).
+    learn_voices: bool = Field(default=True, description="learn new voices in the background")
+    learn_threads: int = Field(default=1, ge=1, le=64, description="CPU threads the learner uses")
+    learn_queue: int = Field(default=4, ge=0, description="request prompts waiting to be learned, at most")
+    learn_steps: int | None = Field(default=None, ge=1, le=500, description="timbre steps (None: learner's)")
+    learn_pitch_steps: int | None = Field(default=None, ge=0, le=500, description="pitch steps (ditto)")
 
     # -- observability and admin (server/metrics.py, server/logstream.py, server/restart.py) ------
     retention_every_s: float = Field(default=600.0, gt=0, description="seconds between retention sweeps")
@@ -133,7 +140,7 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="how long a dropped live-transcription session waits to be resumed"
     )
 
-    # -- auth and limits (server/auth.py, server/limits.py) ------------------------------------
+    # -- auth and limits (server/auth/, server/limits.py) ------------------------------------
     # "auto": required when bound to a non-loopback address; "on"/"off" force it.
     auth: Literal["auto", "on", "off"] = "auto"
     insecure_no_auth: bool = False  # explicit opt-out for a non-loopback bind
@@ -150,7 +157,7 @@ class Settings(BaseSettings):
     # nodes sharing the data folder share it.
     url_secret: str | None = None
     output_url_ttl_s: int = Field(default=24 * 3600, ge=60, description="signed /outputs link lifetime")
-    # The web UI's session cookie (server/auth.py), signed with the same key; a JWT's own expiry
+    # The web UI's session cookie (server/auth/sessions.py), signed with the same key; a JWT's own expiry
     # ends it sooner, and a revoked key ends it within key_cache_s.
     session_ttl_s: int = Field(default=12 * 3600, ge=60, description="UI session lifetime after /login")
     # Rate limits (limits-library syntax, "10/minute;100/hour"; "" = none) per key, or per client

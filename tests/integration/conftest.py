@@ -62,6 +62,7 @@ def launch(home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] 
     environ.pop("HOST", None)
     environ["VOICEFORGE_UI"] = "0"  # Gradio adds seconds to each start; tests of the UI turn it on
     environ["VOICEFORGE_WARM_CLONING"] = "0"  # ~15 s of CPU per start; the voice tests turn it on
+    environ["VOICEFORGE_LEARN_VOICES"] = "0"  # minutes of CPU per voice; test_learning.py turns it on
     environ.update(env or {})
     log_path = home / "stdout.log"
     with log_path.open("ab") as out:

@@ -32,6 +32,7 @@ class Word:
     start: float
     end: float
     text: str  # as Whisper writes it, with its leading space in English
+    probability: float = 1.0  # Whisper's confidence in the word
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ class Transcriber:
                 min(s.start, end),
                 min(s.end, end),
                 convert(s.text.strip()),
-                words=tuple(Word(min(w.start, end), min(w.end, end), convert(w.word)) for w in s.words or ()),
+                words=tuple(
+                    Word(min(w.start, end), min(w.end, end), convert(w.word), float(w.probability))
+                    for w in s.words or ()
+                ),
             )
             for s in segments
         ]

@@ -52,7 +52,7 @@ INSTALL_HINT = (
     "pip install -r CosyVoice/requirements.txt, and put CosyVoice and CosyVoice/third_party/Matcha-TTS "
     "on PYTHONPATH"
 )
-# CosyVoice3's dialects (upstream README and instruct examples), named as text/instruct.py names them.
+# CosyVoice3's dialects (upstream README and instruct examples), named as text/instruct_lexicon.py names them.
 DIALECTS = frozenset(
     {"粤语", "闽南话", "四川话", "东北话", "陕西话", "山西话", "上海话", "天津话", "山东话", "宁夏话"}
     | {"甘肃话", "河南话", "湖北话", "湖南话", "江西话", "贵州话", "云南话", "重庆话"}

@@ -35,6 +35,7 @@ from voiceforge.server.middleware import RequestContext
 from voiceforge.server.origin import OriginCheck
 from voiceforge.server.routes import admin, health, jobs, live, metrics, openai, outputs, tts, uploads, voices
 from voiceforge.server.state import Services
+from voiceforge.service import learning
 from voiceforge.service.audit import AuditLog
 from voiceforge.service.chunked import ChunkedUploads
 from voiceforge.service.keys import KeyStore
@@ -81,6 +82,8 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     pool = WorkerPool(worker_count(settings), settings.max_queue, breaker)
     models = Models(settings)
     speech = SpeechService(models, library, open_storage(settings), db, settings.data_dir / "clones")
+    if learning.available(settings) and "kokoro" in models.names:
+        speech.learning = learning.Learning(settings, library, lambda: models.learner)
     owners = Owners(db)
     uploads = UploadService(settings, db, models, owners)
     keys = KeyStore(db)
@@ -146,8 +149,7 @@ def create_app(
         svc.jobs = create_backend(settings, svc.db, svc.pool, svc.speech)
         await svc.jobs.start()  # jobs a crash left queued or running run again
         svc.metrics.register_jobs(svc.jobs.counts)
-        if settings.warm_cloning:
-            svc.speech.models.warm_cloning()
+        await _start_cloning(svc)
         retention = asyncio.create_task(_retention(svc))
         grpc_server = await _serve_grpc(svc) if settings.grpc_port else None
         try:
@@ -155,7 +157,7 @@ def create_app(
         finally:
             if grpc_server is not None:  # running calls get a few seconds, then are cancelled
                 await grpc_server.stop(5)
-            await svc.jobs.stop()  # running jobs stop after their sentence and stay queued
+            await _stop_work(svc)
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
@@ -182,6 +184,22 @@ def create_app(
         scripts = frontend.mount(app, settings)  # the web UI at /ui (/ redirects there), /login and /m
     add_middleware(app, settings, rules, scripts)
     return app
+
+
+async def _start_cloning(svc: Services) -> None:
+    """Warm enrollment up on a daemon thread; start the learner (voices a stop interrupted learn on)."""
+    if svc.settings.warm_cloning:
+        svc.speech.models.warm_cloning()
+    if svc.speech.learning is not None:
+        await run_in_threadpool(svc.speech.learning.start)
+
+
+async def _stop_work(svc: Services) -> None:
+    """Running jobs stop after their sentence and stay queued; a voice being learned stays queued."""
+    assert svc.jobs is not None
+    await svc.jobs.stop()
+    if svc.speech.learning is not None:
+        await run_in_threadpool(svc.speech.learning.stop)
 
 
 def add_middleware(app: FastAPI, settings: Settings, rules: list[BodyRule], scripts: list[str]) -> None:

@@ -36,7 +36,7 @@ class Services:
     pool: WorkerPool
     speech: SpeechService
     auth_required: bool
-    # protection (server/auth.py, server/limits.py): built by build_services
+    # protection (server/auth/, server/limits.py): built by build_services
     auth: Authenticator
     limiter: Limiter
     audit: AuditLog

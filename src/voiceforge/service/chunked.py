@@ -32,17 +32,17 @@ from voiceforge.errors import Conflict, InvalidInput, NotFound, Overloaded, TooL
 from voiceforge.service.cloning import transcribe_prompt
 from voiceforge.service.owners import upload
 from voiceforge.service.transcribe import screen
-from voiceforge.service.uploads import (
+from voiceforge.service.upload_files import spool
+from voiceforge.service.upload_rows import (
     ChunkRow,
     TaskRow,
     Upload,
     UploadRow,
-    UploadService,
     find,
     new_upload_id,
-    spool,
     to_upload,
 )
+from voiceforge.service.uploads import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +284,13 @@ class ChunkedUploads:
         prompt = prepare_prompt(self.uploads.folder(upload_id) / "data")
         log.info("[%s] prompt %d Hz ok, %.1f s of speech", task_id, prompt.original_rate, prompt.speech_s)
         models = self.uploads.models
-        text, language = transcribe_prompt(prompt, models.transcriber)
+        heard = transcribe_prompt(prompt, models.transcriber)
+        text, language = heard.text, heard.language
         log.info("[%s] transcribed prompt (%s): %d characters", task_id, language, len(text))
         screen(models.words, models.settings.speech_filter, text, "the recording's speech")
         return {
             "transcript": text,
+            "doubtful_words": list(heard.doubtful),
             "language": language,
             "duration": upload.duration,
             "speech_s": round(prompt.speech_s, 3),

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voiceforge.asr.whisper import Transcriber
 from voiceforge.config import Settings
@@ -24,6 +25,9 @@ from voiceforge.service.cloning import ClonedVoice, clone
 from voiceforge.service.transcribe import screen
 from voiceforge.text.filter import WordFilter
 from voiceforge.voices.embedding import SpeakerEncoder
+
+if TYPE_CHECKING:
+    from voiceforge.engines.kokoro.learn.fit import Learner
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ class Models:
         self._transcriber: Transcriber | None = None
         self._encoder: SpeakerEncoder | None = None
         self._enroller: Enroller | None = None
+        self._learner: Learner | None = None
+        self._learner_lock = threading.Lock()
         # the sensitive-word filter, for typed text and recognised speech alike (None: off)
         self.words = WordFilter.load(settings.word_list) if settings.word_filter else None
         self.generation = 0  # bumped on each reload; logged so a restart shows in the log
@@ -171,9 +177,11 @@ class Models:
         *,
         transcript: str | None = None,
         language: str | None = None,
+        quick: bool = False,
     ) -> ClonedVoice:
-        """Check, transcribe (when no transcript is given) and enroll a prompt recording; what
-        Whisper heard in it passes the content check for recognised speech."""
+        """Check, transcribe (when no transcript is given) and enroll a prompt recording (``quick``:
+        in seconds, see ``Enroller.enroll``); what Whisper heard in it passes the content check for
+        recognised speech."""
         return clone(
             data,
             enroller=self.enroller,
@@ -183,4 +191,15 @@ class Models:
             heard=lambda text: screen(
                 self.words, self.settings.speech_filter, text, "the prompt recording's speech"
             ),
+            quick=quick,
         )
+
+    @property
+    def learner(self) -> Learner:
+        """The differentiable Kokoro and its judges (loaded on first use: torch, ~1 GB)."""
+        from voiceforge.engines.kokoro.learn.fit import Learner
+
+        with self._learner_lock:  # not self._lock: loading takes seconds and engines stay reachable
+            if self._learner is None:
+                self._learner = Learner.load(self.settings, threads=self.settings.learn_threads)
+            return self._learner

@@ -22,9 +22,11 @@ from sqlalchemy import DateTime, Float, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voiceforge.audio.encode import AudioFormat, encode, parse_format
+from voiceforge.audio.prompt import PromptAudio, prepare_prompt
 from voiceforge.db import Base, Database, utcnow
 from voiceforge.engines.base import AudioChunk, Prompt, SynthesisRequest
 from voiceforge.errors import Cancelled, EngineFailure, InvalidInput, NotFound
+from voiceforge.service.learning import Learning
 from voiceforge.service.models import Models
 from voiceforge.service.plan import SpeechPlan, with_voice
 from voiceforge.service.plan import normalise as _norm
@@ -105,6 +107,7 @@ class SpeechService:
         self._memory: OrderedDict[str, Output] = OrderedDict()
         self._memory_lock = threading.Lock()
         self.observer: Observer | None = None
+        self.learning: Learning | None = None  # background learning of new voices, when on
 
     # -- voices ----------------------------------------------------------------------------------
     def stock_voices(self, engine: str | None = None) -> list[str]:
@@ -119,8 +122,12 @@ class SpeechService:
     ) -> str:
         """What identifies the voice in a cache key, computed without enrolling anything."""
         if prompt is not None:
-            digest = hashlib.sha256(prompt).hexdigest()
-            return f"prompt:{digest}:{_norm(prompt_text or '')}"
+            key = _prompt_key(prompt, prompt_text)
+            if self.models.get(engine).capabilities.cloning != "prompt":
+                _fast, learned = self._clone_files(key)
+                if learned.is_file():  # the learned voice speaks differently: other cache entries
+                    return f"{key}:learned"
+            return key
         if voice is None or voice in self.stock_voices(engine):
             return f"stock:{voice or ''}"
         return f"library:{self._saved(voice).profile_digest}"
@@ -167,17 +174,28 @@ class SpeechService:
                 "or a saved one (GET /v1/voices lists them)"
             ) from None
 
+    def _clone_files(self, key: str) -> tuple[Path, Path]:
+        """Where a request prompt's quick and learned profiles are cached."""
+        name = hashlib.sha256(f"{self.models.engine.name}|{key}".encode()).hexdigest()
+        return self.clones_dir / f"{name}.npz", self.clones_dir / f"{name}.learned.npz"
+
     def _cloned(self, prompt: bytes, prompt_text: str | None, task_id: str) -> ResolvedVoice:
-        key = self.voice_key(None, prompt, prompt_text)
-        cache_name = hashlib.sha256(f"{self.models.engine.name}|{key}".encode()).hexdigest()
-        path = self.clones_dir / f"{cache_name}.npz"
-        if path.is_file():
-            path.touch()  # retention counts from the last use
-            log.info("[%s] prompt already enrolled (cached voice)", task_id)
-            return ResolvedVoice(key=key, profile=VoiceProfile.load(path))
-        log.info("[%s] decoding and enrolling prompt (%d bytes)", task_id, len(prompt))
+        """A request's prompt as a profile: learned when that is done, else the enrollment made
+        for it before, else a new one (quick while the voice is learned in the background)."""
+        key = _prompt_key(prompt, prompt_text)
+        fast, learned = self._clone_files(key)
+        for path, kind in ((learned, "learned"), (fast, "enrolled")):
+            if path.is_file():
+                path.touch()  # retention counts from the last use
+                log.info("[%s] prompt already %s (cached voice)", task_id, kind)
+                profile = VoiceProfile.load(path)
+                if path == fast:
+                    self._learn_later(learned, prompt, profile, task_id)
+                return ResolvedVoice(key=key + (":learned" if path == learned else ""), profile=profile)
+        quick = self.learning is not None
+        log.info("[%s] decoding and enrolling prompt (%d bytes%s)", task_id, len(prompt), ", quick" * quick)
         started = time.perf_counter()
-        cloned = self.models.clone(prompt, transcript=prompt_text)
+        cloned = self.models.clone(prompt, transcript=prompt_text, quick=quick)
         log.info(
             "[%s] prompt %d Hz ok, %.1f s speech, transcript %s; enrolled in %.1f s",
             task_id,
@@ -187,12 +205,23 @@ class SpeechService:
             time.perf_counter() - started,
         )
         self.clones_dir.mkdir(parents=True, exist_ok=True)
-        cloned.profile.save(path)
+        cloned.profile.save(fast)
+        self._learn_later(learned, cloned.prompt, cloned.profile, task_id)
         return ResolvedVoice(key=key, profile=cloned.profile, notes=tuple(cloned.prompt.notes))
+
+    def _learn_later(
+        self, target: Path, prompt: bytes | PromptAudio, profile: VoiceProfile, task_id: str
+    ) -> None:
+        """Queue the prompt for background learning (service/learning.py), once."""
+        if self.learning is None or profile.learned or self.learning.busy(f"prompt:{target.stem}"):
+            return
+        if isinstance(prompt, bytes):
+            prompt = prepare_prompt(prompt)
+        if self.learning.prompt(target.stem, prompt, profile.transcript, profile.language, target):
+            log.info("[%s] the prompt's own voice is being learned in the background", task_id)
 
     def _prompted(self, data: bytes | Path, transcript: str | None, task_id: str) -> ResolvedVoice:
         """The prompt checked, trimmed and written as WAV (cached by content), with its transcript."""
-        from voiceforge.audio.prompt import prepare_prompt
         from voiceforge.service.cloning import transcribe_prompt
 
         raw = data if isinstance(data, bytes) else data.read_bytes()
@@ -211,8 +240,10 @@ class SpeechService:
             self.clones_dir.mkdir(parents=True, exist_ok=True)
             wav.write_bytes(encode(prepared.samples, prepared.sample_rate, AudioFormat.WAV))
             if transcript is None:
-                transcript, language = transcribe_prompt(prepared, self.models.transcriber)
+                recognised = transcribe_prompt(prepared, self.models.transcriber)
+                transcript = recognised.text
                 heard.write_text(transcript, encoding="utf-8")
+                language = recognised.language
                 log.info("[%s] transcribed prompt (%s): %d characters", task_id, language, len(transcript))
         if transcript is None:
             transcript = heard.read_text(encoding="utf-8")
@@ -418,3 +449,7 @@ class SpeechService:
             self._memory.move_to_end(key)
             while len(self._memory) > CACHE_MEMORY:
                 self._memory.popitem(last=False)
+
+
+def _prompt_key(prompt: bytes, prompt_text: str | None) -> str:
+    return f"prompt:{hashlib.sha256(prompt).hexdigest()}:{_norm(prompt_text or '')}"

@@ -5,6 +5,9 @@ Resumable uploads are created with their size (and optionally a sha256), filled 
 that may be resent or resumed, and completed once every byte is in and the checksum matches. The
 legacy chunked sessions (:mod:`voiceforge.service.chunked`) share these tables and folders.
 
+The tables and the :class:`Upload` record are :mod:`voiceforge.service.upload_rows`; spooling,
+comparing and hashing the bytes, :mod:`voiceforge.service.upload_files`.
+
 Rows live in the shared database (``uploads``, ``upload_chunks``, ``upload_tasks``); bytes under
 ``<data_dir>/uploads/<upload_id>/`` (``data``, plus ``<seq>.part`` chunks of a legacy session).
 Upload ids are ours (``up_`` + 32 hex) and are checked against that pattern before any path is
@@ -15,103 +18,44 @@ thread pool (files, database) or the worker pool (hashing, decoding, Whisper).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import av
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, delete, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, select
 
 from voiceforge.asr.whisper import Transcript
 from voiceforge.audio.decode import AudioTooLong, decode, measure
 from voiceforge.config import Settings
-from voiceforge.db import Base, Database, aware, utcnow
+from voiceforge.db import Database, aware, utcnow
 from voiceforge.errors import Conflict, InvalidInput, NotFound, TooLarge
 from voiceforge.service.models import Models
-from voiceforge.service.owners import Owners, forget
+from voiceforge.service.owners import Owners
 from voiceforge.service.owners import upload as owned_upload
 from voiceforge.service.transcribe import screen, transcribe
+from voiceforge.service.upload_files import BLOCK, container, same, sha256_of
+from voiceforge.service.upload_rows import (
+    UPLOAD_ID,
+    TaskRow,
+    Upload,
+    UploadRow,
+    drop,
+    find,
+    new_upload_id,
+    to_upload,
+)
 
 log = logging.getLogger(__name__)
 
-UPLOAD_ID = re.compile(r"up_[0-9a-f]{32}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PROBE_S = 30.0  # seconds decoded to prove an upload is audio; a longer file is read no further
 STALE_S = 300.0  # an "assembling" claim this old was left behind by a crash
-_BLOCK = 1 << 20
-# ffmpeg may only pick one of these demuxers when naming a long file's container: its probing would
-# otherwise accept playlists (HLS, concat) that open other files.
-_DEMUXERS = "wav,w64,aiff,flac,ogg,mov,matroska,mp3,aac,caf,amr"
-_CONTAINER_NAMES = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "matroska"}
-
-
-class UploadRow(Base):
-    __tablename__ = "uploads"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "resumable" or "chunked" (POST /v1/audio)
-    session_id: Mapped[str | None] = mapped_column(String(128), unique=True)  # the legacy client's
-    filename: Mapped[str | None] = mapped_column(String(255))  # for display only
-    content_type: Mapped[str | None] = mapped_column(String(128))
-    size: Mapped[int | None] = mapped_column(BigInteger)  # declared (resumable) or assembled size
-    received: Mapped[int] = mapped_column(BigInteger, default=0)
-    expected_sha256: Mapped[str | None] = mapped_column(String(64))
-    sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored bytes, once complete
-    last_seq: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # open | assembling | complete | invalid
-    container: Mapped[str | None] = mapped_column(String(16))
-    duration: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
-    task_id: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
-
-class ChunkRow(Base):
-    __tablename__ = "upload_chunks"
-
-    upload_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
-
-
-class TaskRow(Base):
-    __tablename__ = "upload_tasks"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    upload_id: Mapped[str] = mapped_column(String(40), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
-
-@dataclass(frozen=True)
-class Upload:
-    id: str
-    kind: str
-    status: str
-    filename: str | None
-    content_type: str | None
-    size: int | None
-    received: int
-    sha256: str | None
-    container: str | None
-    duration: float | None
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class UploadService:
@@ -208,7 +152,7 @@ class UploadService:
                 )
             with spooled.open("rb") as src, (self.folder(upload_id) / "data").open("r+b") as dst:
                 overlap = min(end, row.received) - offset
-                if overlap > 0 and not _same(src, dst, offset, overlap):
+                if overlap > 0 and not same(src, dst, offset, overlap):
                     raise Conflict(
                         f"bytes {offset}-{offset + overlap - 1} differ from the ones already received; "
                         f"resume from offset {row.received} with the same file",
@@ -217,7 +161,7 @@ class UploadService:
                 if end > row.received:
                     src.seek(row.received - offset)
                     dst.seek(row.received)
-                    shutil.copyfileobj(src, dst, _BLOCK)
+                    shutil.copyfileobj(src, dst, BLOCK)
                     dst.flush()
                     os.fsync(dst.fileno())  # `received` must never count bytes a crash could lose
                     row.received = end
@@ -256,7 +200,7 @@ class UploadService:
             row.status, row.updated_at = "assembling", utcnow()
         path = self.folder(upload_id) / "data"
         try:
-            digest = _sha256_of(path)
+            digest = sha256_of(path)
             if expected and digest != expected:
                 raise InvalidInput(
                     f"sha256 mismatch: the upload was declared as {expected} but the bytes received hash "
@@ -278,7 +222,7 @@ class UploadService:
         """Abort or remove an upload: its row, chunks, task rows and files."""
         with self.db.session(write=True) as s:
             row = find(s, upload_id, lock=True)
-            _drop(s, row.id)
+            drop(s, row.id)
         shutil.rmtree(self.folder(upload_id), ignore_errors=True)
         log.info("[%s] upload deleted", upload_id)
 
@@ -334,7 +278,7 @@ class UploadService:
         with self.db.session(write=True) as s:
             ids = list(s.scalars(select(UploadRow.id).where(UploadRow.updated_at < cutoff)))
             for upload_id in ids:
-                _drop(s, upload_id)
+                drop(s, upload_id)
             s.execute(delete(TaskRow).where(TaskRow.updated_at < cutoff))
             live = set(s.scalars(select(UploadRow.id)))
         removed = 0
@@ -369,7 +313,7 @@ class UploadService:
         try:
             audio = measure(path, max_duration_s=PROBE_S)
         except AudioTooLong as e:  # audio for sure; name the container from the header alone
-            return _container(path), e.duration_s
+            return container(path), e.duration_s
         return audio.container, round(audio.duration_s, 3)
 
     def reject(self, upload_id: str, message: str) -> None:
@@ -389,29 +333,11 @@ class UploadService:
             return to_upload(row)
 
 
-def find(s: Session, upload_id: str, *, lock: bool = False) -> UploadRow:
-    row = s.get(UploadRow, upload_id, with_for_update=lock) if UPLOAD_ID.fullmatch(upload_id) else None
-    if row is None:
-        raise NotFound(f"no upload {upload_id[:80]!r}; it was never created, was deleted or expired")
-    return row
-
-
 def _writable(upload: Upload) -> None:
     if upload.kind != "resumable":
         raise Conflict(f"upload {upload.id} is a chunked POST /v1/audio session; send its chunks there")
     if upload.status != "open":
         raise Conflict(f"upload {upload.id} is {upload.status}; it takes no more bytes")
-
-
-def _drop(s: Session, upload_id: str) -> None:
-    forget(s, owned_upload(upload_id))
-    s.execute(delete(ChunkRow).where(ChunkRow.upload_id == upload_id))
-    s.execute(delete(TaskRow).where(TaskRow.upload_id == upload_id))
-    s.execute(delete(UploadRow).where(UploadRow.id == upload_id))
-
-
-def new_upload_id() -> str:
-    return f"up_{uuid.uuid4().hex}"
 
 
 def _age(row: UploadRow) -> float:
@@ -433,69 +359,3 @@ def _check_sha256(value: str | None) -> str | None:
     if not SHA256.fullmatch(clean):
         raise InvalidInput(f"sha256 {value[:80]!r} is not 64 hex digits; send the file's SHA-256 in hex")
     return clean
-
-
-def spool(folder: Path, source: IO[bytes], limit: int) -> tuple[Path, int, str]:
-    """Copy ``source`` into a temporary file in ``folder``: its path, size and sha256."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".chunk-{uuid.uuid4().hex}.tmp"
-    digest, size = hashlib.sha256(), 0
-    try:
-        with path.open("wb") as out:
-            while block := source.read(_BLOCK):
-                size += len(block)
-                if size > limit:
-                    raise TooLarge(f"the chunk is larger than the {limit} bytes one upload may hold")
-                digest.update(block)
-                out.write(block)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path, size, digest.hexdigest()
-
-
-def _same(a: IO[bytes], b: IO[bytes], offset: int, length: int) -> bool:
-    """Whether the first ``length`` bytes of ``a`` equal ``length`` bytes of ``b`` from ``offset``."""
-    a.seek(0)
-    b.seek(offset)
-    while length > 0:
-        n = min(length, _BLOCK)
-        if a.read(n) != b.read(n):
-            return False
-        length -= n
-    return True
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _container(path: Path) -> str:
-    try:
-        with av.open(str(path), options={"format_whitelist": _DEMUXERS}) as c:
-            name = str(c.format.name)
-    except (av.FFmpegError, ValueError, OSError):
-        return "audio"
-    return _CONTAINER_NAMES.get(name, name.split(",", maxsplit=1)[0])[:16]
-
-
-def to_upload(row: UploadRow) -> Upload:
-    return Upload(
-        id=row.id,
-        kind=row.kind,
-        status=row.status,
-        filename=row.filename,
-        content_type=row.content_type,
-        size=row.size,
-        received=row.received,
-        sha256=row.sha256,
-        container=row.container,
-        duration=row.duration,
-        error=row.error,
-        created_at=aware(row.created_at),
-        updated_at=aware(row.updated_at),
-    )

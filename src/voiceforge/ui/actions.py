@@ -50,6 +50,7 @@ class PromptCheck:
     rate: int
     speech_s: float
     notes: tuple[str, ...]
+    doubtful: tuple[str, ...] = ()  # recognised words Whisper was unsure of: the person checks them
 
 
 def check_prompt(models: Models, path: Path) -> PromptCheck:
@@ -58,8 +59,8 @@ def check_prompt(models: Models, path: Path) -> PromptCheck:
     Raises InvalidInput with the message a person can act on.
     """
     prompt = prepare_prompt(path)
-    transcript, _language = transcribe_prompt(prompt, models.transcriber)
-    return PromptCheck(transcript, prompt.original_rate, prompt.speech_s, tuple(prompt.notes))
+    heard = transcribe_prompt(prompt, models.transcriber)
+    return PromptCheck(heard.text, prompt.original_rate, prompt.speech_s, tuple(prompt.notes), heard.doubtful)
 
 
 def plan(speech: SpeechService, form: Form, task_id: str, *, resolve: bool = True) -> SpeechPlan:
@@ -111,7 +112,7 @@ def save_voice(
     voice = speech.resolve(prompt=prompt, prompt_text=transcript, task_id="save")
     assert voice.profile is not None  # a prompt always resolves to a cloned profile
     meta = {**voice.profile.meta, "transcript_source": "given" if transcript else "asr"}
-    return speech.library.create(
+    record = speech.library.create(
         name,
         prompt=prompt,
         profile=voice.profile,
@@ -119,3 +120,7 @@ def save_voice(
         meta=meta,
         consent_by=consent_by,
     )
+    if speech.learning is not None and not voice.profile.learned:  # as POST /v1/voices does
+        speech.learning.voice(record.id)
+        record = speech.library.get(record.id)
+    return record

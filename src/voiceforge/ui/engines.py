@@ -2,7 +2,7 @@
 enabled and, for each control that is disabled, the line that says why (in Chinese or English).
 
 Pure: it reads an engine's :class:`~voiceforge.engines.base.Capabilities` and returns text and
-flags; :mod:`voiceforge.ui.app` turns them into ``gr.update`` calls.
+flags; :mod:`voiceforge.ui.picker` turns them into ``gr.update`` calls.
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import gradio as gr
 
 from voiceforge.errors import VoiceforgeError
 
 Lang = Literal["zh", "en"]
+C = TypeVar("C", bound="gr.components.Component | gr.Tab")  # a component keeps its type through Texts
 LANGS: dict[str, Lang] = {"中文": "zh", "English": "en"}
 
 MODES = ("preset", "zero_shot", "cross_lingual", "instruct")
@@ -92,6 +93,10 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
         "✅ Prompt is fine: {rate} Hz, {speech:.1f} s of speech.",
     ),
     "msg.prompt_bad": ("⚠️ 提示音频不可用：", "⚠️ The prompt cannot be used: "),
+    "msg.doubtful": (
+        "请听一遍并核对识别文本：Whisper 对这些词没有把握：{words}",
+        "Listen and check the transcript: Whisper was unsure of {words}",
+    ),
     "msg.error": ("⚠️ 出错了：", "⚠️ Something went wrong: "),
     "msg.internal": (
         "⚠️ 服务器内部错误（任务 {task}），详情见后台日志。",
@@ -128,7 +133,13 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
     "msg.restart_failed": ("⚠️ 重启失败：", "⚠️ Restart failed: "),
     "msg.admin_only": ("⚠️ 需要管理员密钥（admin 权限）。", "⚠️ This needs an admin key (the admin scope)."),
     "history.empty": ("还没有生成记录。", "Nothing generated in this browser yet."),
-    "cols": ("名称,ID,语言,文本,创建时间", "Name,ID,Language,Transcript,Created"),
+    "cols": ("名称,ID,语言,文本,声音,创建时间", "Name,ID,Language,Transcript,Voice,Created"),
+    # a saved voice's learning state (service/learning.py), in the library table
+    "learn.enrolled": ("快速克隆", "enrolled"),
+    "learn.queued": ("等待学习", "queued to learn"),
+    "learn.learning": ("学习中 {progress:.0%}", "learning {progress:.0%}"),
+    "learn.learned": ("已学习", "learned"),
+    "learn.failed": ("学习失败", "learning failed"),
     # the backend log panel (rendered as HTML; the script keeps its lines across re-renders)
     "log.level": ("级别", "Level"),
     "log.task": ("任务 ID 过滤", "Filter by task id"),
@@ -242,12 +253,12 @@ class Texts:
     components: list[gr.components.Component | gr.Tab] = field(default_factory=list)
     _updates: list[Callable[[str], dict[str, Any]]] = field(default_factory=list)
 
-    def add(self, component: Any, update: Callable[[str], dict[str, Any]]) -> Any:
+    def add(self, component: C, update: Callable[[str], dict[str, Any]]) -> C:
         self.components.append(component)
         self._updates.append(update)
         return component
 
-    def label(self, component: Any, key: str, placeholder: str | None = None) -> Any:
+    def label(self, component: C, key: str, placeholder: str | None = None) -> C:
         def update(lang: str) -> dict[str, Any]:
             if placeholder:
                 return gr.update(label=t(key, lang), placeholder=t(placeholder, lang))
@@ -255,7 +266,7 @@ class Texts:
 
         return self.add(component, update)
 
-    def value(self, component: Any, key: str) -> Any:
+    def value(self, component: C, key: str) -> C:
         """Buttons and Markdown: the text is the value."""
         return self.add(component, lambda lang: gr.update(value=t(key, lang)))
 

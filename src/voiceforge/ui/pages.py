@@ -58,7 +58,7 @@ async def login(
     request: Request, svc: Annotated[Services, Depends(services)], key: Annotated[str, Form()] = ""
 ) -> Response:
     """Check a pasted API key or JWT with the same code as every request, then give the browser a
-    signed session cookie (server/auth.py; never the key itself) and go to the UI."""
+    signed session cookie (server/auth/; never the key itself) and go to the UI."""
     try:
         principal = await svc.auth.verify(key)
     except Unauthorized as e:

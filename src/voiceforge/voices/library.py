@@ -23,7 +23,6 @@ import tempfile
 import unicodedata
 import uuid
 import zipfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,38 +30,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import JSON, DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from voiceforge.audio.decode import decode
-from voiceforge.audio.encode import AudioFormat, encode
 from voiceforge.db import Base, Database, aware, utcnow
 from voiceforge.errors import InvalidInput, NotFound
+from voiceforge.voices.archive import as_wav, load_profile, read_zip
 from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)
 
 MAX_NAME = 64
 MAX_EXPORT_BYTES = 64 * 1024 * 1024  # total uncompressed size of an import
-MAX_PROFILE_BYTES = 16 * 1024 * 1024  # total uncompressed arrays inside a profile .npz (~0.6 MB real)
-MAX_PROMPT_S = 60.0  # the longest recording enrollment takes (audio/prompt.py), so the longest stored
 PROMPT_FORMAT = "wav"  # every prompt is stored as prompt.wav
 _ID = re.compile(r"voice_[0-9a-f]{16}")
 _FORMAT = re.compile(r"[a-z0-9]{1,8}")
-_SAFE_ZIP = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # bz2/lzma decompress without a size bound
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _JOINERS = {"\u200c", "\u200d"}  # format characters that real names (Indic scripts, emoji) need
 _EXPORT_FORMAT = "voiceforge.voice"
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error)
 _RENAME_HINT = "pick another name or rename it"
+DOUBTFUL = "transcript_doubtful"  # in meta: recognised words to check (service/cloning.Heard)
 CONSENT_BY, CONSENT_AT = "consent_by", "consent_at"  # in meta: a new table column needs a migration
 NO_CONSENT = (
     "consent is missing or false: a voice is saved only once the speaker agreed to be cloned; "
     "record their agreement with consent=true (API field 'consent', CLI --consent, the UI's consent box)"
 )
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 @dataclass(frozen=True)
@@ -193,11 +186,20 @@ class VoiceLibrary:
                 s.info["restore"] = (path, old)
                 row.transcript, row.language, row.engine = new.transcript, new.language, new.engine
                 row.profile_digest = new.digest()
+            if transcript is not None:  # a person typed it: nothing left to check
+                row.meta = {k: v for k, v in row.meta.items() if k != DOUBTFUL}
             if consent is not None:
                 row.consent = bool(consent)
                 kept = {k: v for k, v in row.meta.items() if k not in (CONSENT_BY, CONSENT_AT)}
                 row.meta = {**kept, **_affirmed(consent_by)} if consent else kept
             row.updated_at = utcnow()
+        return _record(row)
+
+    def annotate(self, ref: str, changes: dict[str, Any]) -> VoiceRecord:
+        """Set keys of a voice's meta (enrollment figures, learning state); the rest stays."""
+        with self._tx(write=True) as s:
+            row = _resolve(s, ref, for_update=True)
+            row.meta = {**row.meta, **_check_meta(changes)}
         return _record(row)
 
     def delete(self, ref: str) -> None:
@@ -238,7 +240,7 @@ class VoiceLibrary:
     def import_(self, data: bytes, *, name: str | None = None) -> VoiceRecord:
         """A voice from an export, under a new id (and `name` when given); everything is validated and
         the recording, whatever its name in the zip, is decoded and stored as prompt.wav."""
-        members = _read_zip(data, MAX_EXPORT_BYTES, "voice export")
+        members = read_zip(data, MAX_EXPORT_BYTES, "voice export")
         prompts = [m for m in members if m.startswith("prompt.") and _FORMAT.fullmatch(m[7:])]
         if len(members) != 3 or not prompts or {"voice.json", "profile.npz"} - members.keys():
             raise InvalidInput(
@@ -262,7 +264,7 @@ class VoiceLibrary:
                 "came from (PATCH /v1/voices/{id} with consent=true) and export it again",
                 detail={"param": "consent"},
             )
-        profile = _load_profile(members["profile.npz"])
+        profile = load_profile(members["profile.npz"])
         if doc.get("profile_digest") != profile.digest():
             raise InvalidInput(
                 "profile.npz does not match voice.json (damaged export); export the voice again"
@@ -281,7 +283,7 @@ class VoiceLibrary:
         meta = _check_meta(meta)
         with self._tx() as s:
             _check_free(s, clean, hint)  # fail before writing files in the common case
-        wav = _as_wav(prompt, what)
+        wav = as_wav(prompt, what)
         voice_id = f"voice_{uuid.uuid4().hex[:16]}"
         folder = self._dir(voice_id)
         folder.mkdir(parents=True)
@@ -384,73 +386,6 @@ def _check_meta(meta: object) -> dict[str, Any]:
     if not isinstance(copy, dict):
         raise InvalidInput(f"voice meta must be a JSON object, not {type(meta).__name__}")
     return copy
-
-
-def _read_zip(data: bytes, limit: int, what: str) -> dict[str, bytes]:
-    """Members of a zip by name, read with bounds: no duplicates, <= limit bytes uncompressed in all."""
-    if not isinstance(data, bytes | bytearray) or len(data) > limit:
-        raise InvalidInput(f"the {what} must be a zip of at most {limit // 2**20} MB")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            infos = z.infolist()
-            names = [i.filename for i in infos]
-            if len(names) > 16 or len(set(names)) != len(names):  # names are only ever dict keys here
-                raise InvalidInput(f"the {what} holds unexpected members {names[:8]!r}")
-            if any(i.compress_type not in _SAFE_ZIP or i.flag_bits & 1 for i in infos):
-                raise InvalidInput(f"the {what} uses encryption or an unsupported compression")
-            if sum(i.file_size for i in infos) > limit:
-                raise InvalidInput(f"the {what} unpacks to more than {limit // 2**20} MB")
-            out: dict[str, bytes] = {}
-            for info in infos:  # ZipExtFile never yields more than file_size; checked again here
-                with z.open(info) as f:
-                    out[info.filename] = f.read(limit + 1)
-                limit -= len(out[info.filename])
-                if limit < 0:
-                    raise InvalidInput(f"the {what} unpacks to more than its stated size")
-            return out
-    except _ZIP_ERRORS as e:
-        raise InvalidInput(f"the {what} is not a readable zip ({e})") from e
-
-
-def _as_wav(data: bytes, what: str) -> bytes:
-    """``data`` decoded (mono, its own rate) and written again as 16-bit WAV; InvalidInput naming
-    ``what`` when it is not audio that decodes."""
-    try:
-        audio = decode(data, max_duration_s=MAX_PROMPT_S)
-        return encode(audio.samples, audio.sample_rate, AudioFormat.WAV)
-    except InvalidInput as e:
-        raise InvalidInput(
-            f"{what} is not audio that decodes ({e.message}); a voice keeps only a recording "
-            f"(WAV, FLAC, MP3, Ogg, WebM, M4A) of at most {MAX_PROMPT_S:g} s",
-            detail=e.detail,
-        ) from e
-
-
-def _load_profile(data: bytes) -> VoiceProfile:
-    """VoiceProfile.from_bytes behind bounds: the .npz is itself a zip whose arrays state their size."""
-    arrays = _read_zip(data, MAX_PROFILE_BYTES, "voice profile")
-    for name, blob in arrays.items():
-        try:
-            f = io.BytesIO(blob)
-            read_header = _NPY_HEADERS[np.lib.format.read_magic(f)]
-            shape, _, dtype = read_header(f)
-        except (KeyError, ValueError, TypeError, SyntaxError) as e:
-            raise InvalidInput(f"profile.npz member {name!r} is not a numpy array ({e})") from e
-        if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > len(blob):
-            raise InvalidInput(f"profile.npz member {name!r} states a shape its data does not have")
-    try:
-        profile = VoiceProfile.from_bytes(bytes(data))
-    except (TypeError, MemoryError) as e:  # unexpected fields in the profile's metadata
-        raise InvalidInput(f"not a voiceforge voice profile ({e}); export it again from voiceforge") from e
-    values = (getattr(profile, f.name) for f in dataclasses.fields(profile))
-    if not all(np.isfinite(v).all() for v in values if isinstance(v, np.ndarray)):
-        raise InvalidInput("the voice profile holds NaN or infinite values; enroll the voice again")
-    texts = {"engine": 64, "language": 16, "transcript": 10_000}  # the column sizes, and then some
-    if not all(
-        isinstance(getattr(profile, k), str) and len(getattr(profile, k)) <= n for k, n in texts.items()
-    ):
-        raise InvalidInput("the voice profile's engine, language or transcript is not short text")
-    return profile
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

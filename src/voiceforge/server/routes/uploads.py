@@ -25,7 +25,8 @@ from voiceforge.server.admission import creator, hit, reader, require, ticket_of
 from voiceforge.server.bodies import read_form
 from voiceforge.server.state import Services, services
 from voiceforge.service.chunked import SESSION_ID, ChunkedUploads
-from voiceforge.service.uploads import Upload, UploadService
+from voiceforge.service.upload_rows import Upload
+from voiceforge.service.uploads import UploadService
 
 log = logging.getLogger(__name__)
 # Rate limits count new uploads (a session's chunk 0, POST /v1/uploads), not every chunk or PUT.

@@ -7,6 +7,7 @@ preview; ``/export`` and ``/v1/voices/import`` move a voice between servers as a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -32,8 +33,9 @@ from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import owned
 from voiceforge.server.state import Services, services
 from voiceforge.service.cloning import ClonedVoice
+from voiceforge.service.learning import LearnState
 from voiceforge.service.speech import new_task_id
-from voiceforge.voices.library import MAX_NAME, NO_CONSENT, VoiceLibrary, VoiceRecord
+from voiceforge.voices.library import DOUBTFUL, MAX_NAME, NO_CONSENT, VoiceLibrary, VoiceRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
@@ -44,6 +46,13 @@ _IMPORT_HINT = "import it under another name (the form field 'name')"
 
 
 # -- shapes --------------------------------------------------------------------------------------
+class Learning(BaseModel):
+    state: Literal["queued", "learning", "learned", "failed"]
+    progress: float = Field(description="0–1")
+    stage: str = Field(description="start, pitch, timbre, done")
+    error: str | None = None
+
+
 class VoiceOut(BaseModel):
     id: str = Field(description="a saved voice's id (voice_…) or a stock voice's name")
     name: str
@@ -65,8 +74,15 @@ class VoiceOut(BaseModel):
     )
     enroll_s: float | None = None
     transcript_source: str | None = Field(default=None, description="'given' or 'asr'")
+    transcript_doubtful: list[str] = Field(
+        default_factory=list,
+        description="recognised words Whisper was unsure of: listen and correct the transcript (PATCH)",
+    )
     notes: list[str] = Field(default_factory=list)
     prompt_url: str | None = None
+    learning: Learning | None = Field(
+        default=None, description="learning the speaker's own style in the background; null: not learned"
+    )
 
 
 class VoiceList(BaseModel):
@@ -81,6 +97,11 @@ class NewVoice(BaseModel):
     transcript: str | None = Field(default=None, max_length=1000, description="default: by Whisper")
     language: str | None = Field(default=None, max_length=16, description="default: detected")
     consent: bool = Field(default=False, description="required true: the speaker agreed to be cloned")
+    learn: bool = Field(
+        default=True,
+        description="save at once from a quick enrollment and learn the voice in the background "
+        "(GET /v1/voices/{id} shows its progress); false: the full WORLD enrollment now, never learned",
+    )
 
 
 class VoicePatch(BaseModel):
@@ -101,6 +122,7 @@ _FORM = {
         "transcript": {"type": "string", "maxLength": 1000},
         "language": {"type": "string", "maxLength": 16},
         "consent": {"type": "boolean"},
+        "learn": {"type": "boolean", "default": True},
     },
 }
 _IMPORT_FORM = {
@@ -172,11 +194,14 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         len(prompt),
         f"upload {body.upload_id}" if body.upload_id else "file",
     )
-    work = functools.partial(
-        svc.speech.models.clone, prompt, transcript=body.transcript, language=body.language
-    )
+    learning = svc.speech.learning if body.learn else None
+    quick = learning is not None
+    clone = svc.speech.models.clone
+    work = functools.partial(clone, prompt, transcript=body.transcript, language=body.language, quick=quick)
     cloned: ClonedVoice = await svc.pool.run(work, timeout=svc.settings.enroll_timeout_s)
     meta = {**cloned.profile.meta, "transcript_source": cloned.transcript_source}
+    if cloned.doubtful:
+        meta[DOUBTFUL] = list(cloned.doubtful)
     create = functools.partial(
         svc.library.create,
         body.name,
@@ -187,6 +212,9 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         consent_by=ticket_of(request).principal.id,
     )
     record = await run_in_threadpool(_clashes_conflict, svc.library, body.name, create, _CREATE_HINT)
+    if learning is not None:
+        await run_in_threadpool(learning.voice, record.id)
+        record = await run_in_threadpool(svc.library.get, record.id)
     log.info(
         "[%s] voice %s saved (SIM %s -> %s)",
         task_id,
@@ -223,6 +251,9 @@ async def import_voice(request: Request, svc: Annotated[Services, Depends(servic
     work = functools.partial(svc.library.import_, data, name=name)
     chosen = name or await run_in_threadpool(_exported_name, data)
     imported = await run_in_threadpool(_clashes_conflict, svc.library, chosen, work, _IMPORT_HINT)
+    if svc.speech.learning is not None and await run_in_threadpool(_learnable, svc, imported):
+        await run_in_threadpool(svc.speech.learning.voice, imported.id)  # an older voice upgrades too
+        imported = await run_in_threadpool(svc.library.get, imported.id)
     log.info("voice %s imported (%s)", imported.id, imported.name)
     return JSONResponse(_saved(imported).model_dump(mode="json"), status_code=201)
 
@@ -251,7 +282,10 @@ async def update_voice(
 async def delete_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Response:
     """Delete a saved voice and its files."""
     _not_stock(svc, ref, "deleted")
-    await run_in_threadpool(svc.library.delete, ref)
+    record = await run_in_threadpool(svc.library.get, ref)
+    if svc.speech.learning is not None:
+        svc.speech.learning.forget(record.id)
+    await run_in_threadpool(svc.library.delete, record.id)
     return Response(status_code=204)
 
 
@@ -356,9 +390,25 @@ def _saved(record: VoiceRecord) -> VoiceOut:
         transcript_source=meta.get("transcript_source")
         if isinstance(meta.get("transcript_source"), str)
         else None,
-        notes=[n for n in notes if isinstance(n, str)] if isinstance(notes, list) else [],
+        notes=_strings(notes),
+        transcript_doubtful=_strings(meta.get(DOUBTFUL)),
         prompt_url=f"/v1/voices/{record.id}/prompt",
+        learning=Learning(**dataclasses.asdict(state)) if (state := LearnState.of(record)) else None,
     )
+
+
+def _learnable(svc: Services, record: VoiceRecord) -> bool:
+    """An imported voice learns unless it is learned already or learning failed for it before."""
+    state = LearnState.of(record)
+    return (
+        record.engine == "kokoro"
+        and not svc.library.profile(record.id).learned
+        and (state is None or state.state != "failed")
+    )
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _number(value: object) -> float | None:

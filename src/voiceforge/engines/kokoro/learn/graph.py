@@ -4,7 +4,7 @@ Why an interpreter of our own graph rather than hexgrad's ``kokoro`` model code:
 graph the engine serves (same weights, same export quirks such as the fused com.microsoft ops and
 the exporter's atan2), so parity is by construction and there is no name mapping from ONNX
 initialisers onto a second model definition to maintain; the code we own is one op table
-(learn/ops.py) plus this loop. onnx2torch cannot load this graph (no LSTM, STFT, com.microsoft ops
+(learn/ops/) plus this loop. onnx2torch cannot load this graph (no LSTM, STFT, com.microsoft ops
 or opset-20 Shape).
 
 Enrollment only: synthesis stays on onnxruntime int8. torch is imported here, so nothing on the
@@ -77,7 +77,7 @@ class KokoroGraph:
         for n in graph.node:
             if n.op_type not in OPS:
                 raise ModelUnavailable(
-                    f"the Kokoro graph uses ONNX op {n.op_type!r}, which engines/kokoro/learn/ops.py lacks"
+                    f"the Kokoro graph uses ONNX op {n.op_type!r}, which engines/kokoro/learn/ops/ lacks"
                 )
             inputs = tuple(n.input)
             op = n.op_type
