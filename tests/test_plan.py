@@ -17,7 +17,8 @@ from voiceforge.jobs.requests import SpeechItem, plan_item
 from voiceforge.server.routes.tts import TtsRequest, plan_of
 from voiceforge.service.models import Models
 from voiceforge.service.plan import PRESET_CLONED, cache_key, infer_mode, normalise, with_voice
-from voiceforge.service.speech import ResolvedVoice, SpeechService
+from voiceforge.service.resolve import ResolvedVoice
+from voiceforge.service.speech import SpeechService
 from voiceforge.service.storage import LocalStorage
 from voiceforge.ui import actions
 from voiceforge.voices.library import VoiceLibrary

@@ -34,7 +34,8 @@ from voiceforge.errors import (
     Unsupported,
     VoiceforgeError,
 )
-from voiceforge.service.speech import ResolvedVoice, SpeechService
+from voiceforge.service.resolve import ResolvedVoice
+from voiceforge.service.speech import SpeechService
 from voiceforge.text.chapter import Sentence, TextFormat, sentences
 from voiceforge.text.subtitles import Cue, to_srt, to_vtt
 

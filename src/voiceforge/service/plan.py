@@ -27,7 +27,8 @@ from voiceforge.errors import InvalidInput
 from voiceforge.text.instruct import Controls
 
 if TYPE_CHECKING:
-    from voiceforge.service.speech import ResolvedVoice, SpeechService
+    from voiceforge.service.resolve import ResolvedVoice
+    from voiceforge.service.speech import SpeechService
 
 # The doors whose fields the mode errors name (the others get the service's own words).
 Door = Literal["service", "tts", "openai", "ui", "job", "longform", "grpc"]
