@@ -72,7 +72,7 @@ class LearnState:
         error = value.get("error")
         return cls(
             state=value["state"],
-            progress=float(progress) if isinstance(progress, int | float) else 0.0,
+            progress=min(max(float(progress), 0.0), 1.0) if isinstance(progress, int | float) else 0.0,
             stage=str(value.get("stage") or ""),
             error=error if isinstance(error, str) else None,
         )
