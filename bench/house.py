@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--voices", default="", help="comma-separated; default: every stock voice")
     parser.add_argument("--languages", default="zh,en")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--reuse", type=Path, default=None, help="an earlier run's JSON: its voices are not spoken again"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")  # progress on stderr
     _held_out()
@@ -118,17 +121,24 @@ def main() -> None:
     asr = Transcriber.from_settings(settings)
     info = {v.name: v for v in engine.voices()}
     voices = [v for v in args.voices.split(",") if v] or sorted(info)
+    if unknown := set(voices) - set(info):
+        raise SystemExit(f"unknown voices {sorted(unknown)}; the engine has {sorted(info)}")
     languages = [lang for lang in args.languages.split(",") if lang]
     started = time.perf_counter()
     rows: dict[str, dict[str, object]] = {}
+    if args.reuse:
+        earlier = json.loads(args.reuse.read_text(encoding="utf-8"))["voices"]
+        rows = {v: row for v, row in earlier.items() if v in info and all(lang in row for lang in languages)}
     for voice in voices:
+        if voice in rows:
+            continue
         rows[voice] = {"display_name": info[voice].label, "language": info[voice].language}
         for language in languages:
             rows[voice][language] = _score(engine, asr, voice, language)
             logging.info("%s %s: %s", voice, language, rows[voice][language])
     key = {"zh": "cer", "en": "wer"}
     chosen = {
-        lang: min(voices, key=lambda v, lang=lang: (rows[v][lang][key[lang]], v))  # type: ignore[index]
+        lang: min(rows, key=lambda v, lang=lang: (rows[v][lang][key[lang]], v))  # type: ignore[index]
         for lang in languages
     }
     report = {

@@ -253,6 +253,9 @@ def voices_learn(
     steps: Annotated[
         int | None, typer.Option(min=1, help="timbre steps at most (default: the learner's)")
     ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="start from this stock voice (default: the closest to the recording)")
+    ] = None,
 ) -> None:
     """Learn a house voice (a stock voice of this deployment) from RECORDING (needs --consent)."""
     from rich.progress import Progress
@@ -274,7 +277,7 @@ def voices_learn(
     with Progress(transient=True) as bar:
         task = bar.add_task(f"learning {voice_id}", total=None)
         path, figures = learn_house_voice(
-            settings, recording, meta, target, transcript=transcript, steps=steps,
+            settings, recording, meta, target, transcript=transcript, steps=steps, base=base,
             progress=lambda p: bar.update(task, total=p.total, completed=p.step, description=p.stage),
         )  # fmt: skip
     typer.echo(f"wrote {path} ({json.dumps(figures)}); restart the server to offer it")

@@ -18,6 +18,7 @@ from voiceforge.config import Settings
 from voiceforge.engines.kokoro.catalog import HouseVoice
 from voiceforge.engines.kokoro.learn.enroll import learn_profile
 from voiceforge.engines.kokoro.learn.fit import LearnConfig, Learner, Progress
+from voiceforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,28 @@ def learn_house_voice(
     *,
     transcript: str = "",
     steps: int | None = None,
+    base: str | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> tuple[Path, dict[str, object]]:
     """Learn ``voice`` from ``recording`` into ``folder``; the JSON's path and the learning figures.
 
     ``voice.method`` and ``voice.created`` are filled in here. ``steps`` caps the timbre steps
     (default: the learner's); the language is ``voice.language``'s ("en-US" learns as en).
+    ``base`` starts from that stock voice instead of the one closest to the recording: a house
+    voice keeps much of its base's accent, so the clearest base (bench/house.py) can beat the closest.
     """
     language = voice.language.split("-")[0]
     prompt = prepare_prompt(recording)
     config = LearnConfig() if steps is None else LearnConfig(steps=steps, pitch_steps=min(steps, 20))
     log.info("learning house voice %s from %s (%s)", voice.id, recording.name, language)
     learner = Learner.load(settings)
+    if base is not None:
+        if base not in learner.packs:
+            raise InvalidInput(
+                f"base voice {base!r} is not a stock voice; choose one of {', '.join(learner.packs)}"
+            )
+        # the learner starts from the closest of its packs; its manifold spread is already taken
+        learner.packs = {base: learner.packs[base]}
     profile = learn_profile(
         learner, prompt, transcript=transcript, language=language, config=config, progress=progress
     )
