@@ -137,10 +137,12 @@ def main() -> None:
             rows[voice][language] = _score(engine, asr, voice, language)
             logging.info("%s %s: %s", voice, language, rows[voice][language])
     key = {"zh": "cer", "en": "wer"}
-    chosen = {
-        lang: min(rows, key=lambda v, lang=lang: (rows[v][lang][key[lang]], v))  # type: ignore[index]
-        for lang in languages
-    }
+
+    def rank(voice: str, lang: str) -> tuple[float, bool, str]:  # a tie goes to the language's own voice
+        native = str(rows[voice]["language"]).split("-")[0] == lang
+        return rows[voice][lang][key[lang]], not native, voice  # type: ignore[index,return-value]
+
+    chosen = {lang: min(rows, key=lambda v, lang=lang: rank(v, lang)) for lang in languages}
     report = {
         "bench": "house",
         "sentences": {lang: len(HELD_OUT[lang]) for lang in languages},

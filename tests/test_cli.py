@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import pytest
 
+from voiceforge.engines.kokoro.catalog import DEFAULTS
+
 pytestmark = pytest.mark.slow
 
 
@@ -80,8 +82,8 @@ def test_voices_lists_the_stock_voices_for_people():
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert "Alpha (Japanese, female)" in lines["jf_alpha"]
-    assert "Qinghe (Chinese, female)" in lines["zf_qinghe"] and "(default for zh" in lines["zf_qinghe"]
-    assert "(default for en)" in lines["af_maple"]
+    assert "Qinghe (Chinese, female)" in lines["zf_qinghe"] and "Maple (English, female)" in lines["af_maple"]
+    assert "(default for " in lines[DEFAULTS["zh"][0]] and "zh" in lines[DEFAULTS["zh"][0]]
     assert run("voices").stdout == proc.stdout  # `voices` alone lists too
 
 

@@ -16,6 +16,7 @@ import soxr
 
 from voiceforge.asr.scoring import cer, wer
 from voiceforge.engines.base import SynthesisRequest, default_voice, synthesize
+from voiceforge.engines.kokoro.catalog import DEFAULTS
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +43,8 @@ def test_a_house_voice_speaks_its_language_clearly(engine, transcriber, voice, t
 
 
 def test_a_request_without_a_voice_speaks_its_languages_default(engine) -> None:
-    assert default_voice(engine, "你好，世界。") == "zf_qinghe"
-    assert default_voice(engine, "Hello there.") == "af_maple"
+    assert default_voice(engine, "你好，世界。") == DEFAULTS["zh"][0]
+    assert default_voice(engine, "Hello there.") == DEFAULTS["en"][0]
     assert default_voice(engine) == default_voice(engine, language="zh") == engine.default_voice
     for text in ("你好。", "Hello."):
         implicit = synthesize(engine, SynthesisRequest(text=text)).samples

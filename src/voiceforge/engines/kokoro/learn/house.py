@@ -65,9 +65,11 @@ def learn_house_voice(
         "learn_s": meta["enroll_s"],
         "prompt_speech_s": meta["prompt_speech_s"],
     }
+    start = "chosen with --base" if base else "the closest to the recording"
     method = (
         f"learned style (engines/kokoro/learn/fit.py): pitch fit then {meta['learn_steps']} timbre steps "
-        f"from stock {profile.base_voice}; calibration SIM {meta['stock_sim']} → {meta['calibration_sim']}"
+        f"from stock {profile.base_voice} ({start}); "
+        f"calibration SIM {meta['stock_sim']} → {meta['calibration_sim']}"
     )
     made = replace(voice, method=method, created=dt.date.today().isoformat())
     path = made.write(folder, profile.style, {"transcript": transcript, "learning": figures})
