@@ -20,7 +20,7 @@ from voiceforge.engines.kokoro.catalog import DEFAULTS
 
 pytestmark = pytest.mark.slow
 
-ZH = "请把桌子上的那杯热茶递给我。"
+ZH = "他每天晚上都会给女儿讲一个故事。"
 EN = "Remember to lock the door when you leave the house."
 
 

@@ -96,10 +96,12 @@ class KokoroEngine:
         threads, parallel = _threading(settings.threads, settings.parallel)
         model = KokoroModel(weights, vocab, SessionConfig(threads=threads))
         packs = load_voice_packs(settings.kokoro_voices)
-        folders = [f for f in (packaged_folder(),) if f.is_dir()] + [
-            f for f in (settings.house_voices,) if f is not None
-        ]
+        folders = [folder for folder in (packaged_folder(),) if folder.is_dir()]
+        if settings.house_voices is not None:  # a deployment's own, made by `voiceforge voices learn`
+            folders.append(settings.house_voices)
         house = load_house_voices(folders)
+        for name in sorted(set(house) & set(packs)):
+            log.warning("house voice %s replaces the stock voice of the same name", name)
         packs |= {name: pack for name, (pack, _) in house.items()}
         log.info(
             "kokoro loaded in %.2f s (%d voices, %d house; %d thread(s) × %d sentence(s) at once)",
