@@ -9,7 +9,8 @@ language: the mean CER (zh) or WER (en), the worst sentence, and what Whisper he
 
 The sentences are none of what learning trains, calibrates or stops on (engines/kokoro/learn/fit.py
 TRAINING and CALIBRATION, engines/kokoro/enroll.py CALIBRATION): checked at start. The default of
-each language (engines/kokoro/catalog.py DEFAULTS) is the voice with the lowest mean error here;
+each language (engines/kokoro/catalog.py DEFAULTS) is the voice with the lowest mean error here
+(a tie goes to a voice of that language);
 "chosen" says which, beside the engine's defaults in force and the default before house voices
 (jf_gongitsune, for every language).
 """
