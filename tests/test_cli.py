@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import pytest
 
+from voiceforge.engines.kokoro.catalog import DEFAULTS
+
 pytestmark = pytest.mark.slow
 
 
@@ -75,10 +77,14 @@ def test_user_mistakes_are_one_line_not_a_traceback(tmp_path, args, message):
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
 
 
-def test_voices_lists_the_stock_voices():
-    proc = run("voices")
+def test_voices_lists_the_stock_voices_for_people():
+    proc = run("voices", "list")
     assert proc.returncode == 0, proc.stderr
-    assert "jf_alpha" in proc.stdout and "(default)" in proc.stdout
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert "Alpha (Japanese, female)" in lines["jf_alpha"]
+    assert "Qinghe (Chinese, female)" in lines["zf_qinghe"] and "Maple (English, female)" in lines["af_maple"]
+    assert "(default for " in lines[DEFAULTS["zh"][0]] and "zh" in lines[DEFAULTS["zh"][0]]
+    assert run("voices").stdout == proc.stdout  # `voices` alone lists too
 
 
 def test_doctor_reports_every_model_ok():

@@ -26,7 +26,7 @@ def test_engine_satisfies_the_protocol(engine):
     assert engine.capabilities.sample_rate == 24_000
     assert {"zh", "en"} <= engine.capabilities.languages
     names = [v.name for v in engine.voices()]
-    assert len(names) == 5 and engine.default_voice in names
+    assert len(names) == 5 + len(engine.catalog.house) and engine.default_voice in names  # 5 Japanese
 
 
 def test_same_seed_gives_identical_samples(engine):

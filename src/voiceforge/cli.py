@@ -179,8 +179,9 @@ def voices(ctx: typer.Context) -> None:
     settings = Settings()
     engine = create_engine(settings)
     for v in engine.voices():
-        note = f"  ({v.description})" if v.description else ""
-        typer.echo(f"{v.name:16} {v.language:6} {v.gender}{note}")
+        langs = [{"*": "other text"}.get(lang, lang) for lang in v.default_for]
+        note = f"  (default for {', '.join(langs)})" if langs else ""
+        typer.echo(f"{v.name:16} {v.language:6} {v.gender:7} {v.label}{note}")
     for record in _library(settings).list():
         sim = record.meta.get("calibration_sim")
         typer.echo(
@@ -197,6 +198,12 @@ def _learning_label(record: VoiceRecord) -> str:
     if state is None:
         return "enrolled"
     return f"learning {state.progress:.0%}" if state.state == "learning" else state.state
+
+
+@voices_app.command("list")
+def voices_list(ctx: typer.Context) -> None:
+    """The same list as `voiceforge voices`."""
+    voices(ctx)
 
 
 @voices_app.command("add")
@@ -239,6 +246,58 @@ def voices_add(
         f"SIM {cloned.profile.meta['stock_sim']} → {cloned.profile.meta['calibration_sim']}, "
         f"{cloned.profile.meta['enroll_s']} s"
     )
+
+
+@voices_app.command("learn")
+def voices_learn(
+    recording: Annotated[Path, typer.Argument(help="3–15 s of one speaker (any common format)")],
+    voice_id: Annotated[str, typer.Option("--id", help="Kokoro-style id: zf_qinghe, af_maple, …")],
+    name: Annotated[str, typer.Option(help="display name, e.g. 'Qinghe (Chinese, female)'")],
+    language: Annotated[str, typer.Option(help="zh or en (en-US, en-GB)")],
+    gender: Annotated[str, typer.Option(help="female or male")],
+    source: Annotated[str, typer.Option(help="where the recording comes from (dataset, file, URL)")],
+    licence: Annotated[str, typer.Option(help="the recording's licence, e.g. Apache-2.0, public domain")],
+    consent: Annotated[
+        bool, typer.Option(help="required: the speaker agreed to be a house voice (recorded with your name)")
+    ] = False,
+    transcript: Annotated[
+        str, typer.Option(help="what the recording says (recorded, not learned from)")
+    ] = "",
+    folder: Annotated[
+        Path | None,
+        typer.Option(help="house-voice folder; default VOICEFORGE_HOUSE_VOICES, else the package's"),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="timbre steps at most (default: the learner's)")
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="start from this stock voice (default: the closest to the recording)")
+    ] = None,
+) -> None:
+    """Learn a house voice (a stock voice of this deployment) from RECORDING (needs --consent)."""
+    from rich.progress import Progress
+
+    from voiceforge.engines.kokoro.catalog import HouseVoice, packaged_folder
+    from voiceforge.engines.kokoro.learn.house import learn_house_voice
+
+    if not consent:  # before minutes of learning
+        raise InvalidInput(
+            "a house voice needs --consent: confirm that the speaker agreed to it; never make one from "
+            "an identifiable person without their consent"
+        )
+    if not recording.is_file():
+        raise InvalidInput(f"recording {str(recording)!r} does not exist")
+    settings = Settings()
+    confirmed = f"confirmed by cli:{getpass.getuser()} (voiceforge voices learn --consent)"
+    meta = HouseVoice(voice_id, name, language, gender, source, licence, confirmed, "", "")
+    target = folder or settings.house_voices or packaged_folder()
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"learning {voice_id}", total=None)
+        path, figures = learn_house_voice(
+            settings, recording, meta, target, transcript=transcript, steps=steps, base=base,
+            progress=lambda p: bar.update(task, total=p.total, completed=p.step, description=p.stage),
+        )  # fmt: skip
+    typer.echo(f"wrote {path} ({json.dumps(figures)}); restart the server to offer it")
 
 
 @voices_app.command("rm")

@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     kokoro_model: Path | None = None
     kokoro_voices: Path | None = None
     kokoro_vocab: Path | None = None
+    # The voice for requests that name none, in every language; unset: each text language's own
+    # default, chosen by intelligibility (engines/kokoro/catalog.py DEFAULTS, bench/house.py).
     default_voice: str | None = None
+    # A folder of house voices (<id>.npy + <id>.json, made by `voiceforge voices learn`) loaded at
+    # start-up beside the stock and packaged house voices; unset: the packaged ones only.
+    house_voices: Path | None = None
     # int8 is the shipped model. fp32 rebuilds it with float weights (cached, ~325 MB): slower on
     # CPUs with AVX-512 VNNI (measured), possibly faster on CPUs whose int8 kernels are slow.
     kokoro_precision: Literal["int8", "fp32"] = "int8"

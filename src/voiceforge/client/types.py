@@ -45,6 +45,7 @@ class Voice:
     engine: str
     gender: str | None = None
     transcript: str | None = None
+    display_name: str | None = None  # a stock voice's, for people: "Alpha (Japanese, female)"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -57,6 +58,7 @@ class Voice:
             engine=str(body.get("engine", "")),
             gender=body.get("gender"),
             transcript=body.get("transcript"),
+            display_name=body.get("display_name"),
             raw=body,
         )
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from voiceforge.errors import InvalidInput, Unsupported
 from voiceforge.text.instruct import Controls, parse_instruct, realise
+from voiceforge.text.split import dominant_language
 from voiceforge.voices.profile import VoiceProfile
 
 Mode = Literal["preset", "zero_shot", "cross_lingual", "instruct"]
@@ -84,10 +85,22 @@ class Prompt:
 
 @dataclass(frozen=True)
 class VoiceInfo:
+    """A voice an engine speaks without cloning. ``name`` is what requests send; the rest is for
+    people (pickers, ``GET /v1/voices``, ``voiceforge voices``)."""
+
     name: str
-    language: str
-    gender: str
-    description: str = ""
+    language: str  # BCP-47-ish: "zh", "en-US", "ja"; "unknown" when the engine cannot tell
+    gender: str  # "female", "male" or "unknown"
+    description: str = ""  # "default" marks the engine's fallback default (the one default_voice picks)
+    display_name: str = ""  # "Alpha (Japanese, female)"; empty: show ``name``
+    # Text languages ("zh", "en") this voice is the default for; "*" is the fallback for any other
+    # text, or when there is no text yet (a picker's preselection). See `default_voice`.
+    default_for: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """What a person sees: the display name, else the name."""
+        return self.display_name or self.name
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,24 @@ class Engine(Protocol):
     def dropped_tags(self, text: str) -> list[str]:
         """Tags in `text` this engine cannot render and will leave out of the speech."""
         ...
+
+
+def default_voice(engine: Engine, text: str | None = None, language: str | None = None) -> str | None:
+    """The stock voice a request that names none speaks with; every door asks this, never its own rule.
+
+    ``language`` ("zh", "en") or else the dominant language of ``text`` picks that language's
+    default; without either, or when the language has none, the fallback ("*"). None: the engine
+    declares no default and chooses itself (a remote server's own default).
+    """
+    if language is None and text:
+        language = dominant_language(text)
+    language = language.split("-")[0].lower() if language else None  # "en-US" → "en"
+    voices = engine.voices()
+    for wanted in (language, "*"):
+        for v in voices:
+            if wanted is not None and wanted in v.default_for:
+                return v.name
+    return next((v.name for v in voices if v.description == "default"), None)
 
 
 def check_supported(engine: Engine, request: SynthesisRequest) -> None:

@@ -27,7 +27,9 @@ from voiceforge.engines.base import (
     SynthesisRequest,
     VoiceInfo,
     check_supported,
+    default_voice,
 )
+from voiceforge.engines.kokoro.catalog import Catalog, HouseVoice, load_house_voices, packaged_folder
 from voiceforge.engines.kokoro.convert import FrameMap, Mapping, SpeakerStats, analyse, convert, stats
 from voiceforge.engines.kokoro.dequantize import fp32_model_path
 from voiceforge.engines.kokoro.model import (
@@ -48,19 +50,6 @@ from voiceforge.voices.profile import VoiceProfile
 
 log = logging.getLogger(__name__)
 
-# Kokoro voice names start with a language letter and a gender letter (af_heart, zm_yunxi, jf_alpha).
-_LANGUAGES = {
-    "a": "en-US",
-    "b": "en-GB",
-    "j": "ja",
-    "z": "zh",
-    "e": "es",
-    "f": "fr",
-    "h": "hi",
-    "i": "it",
-    "p": "pt",
-}
-_PREFERRED_DEFAULTS = ("jf_gongitsune", "af_heart")  # best CER/WER of the stock five (bench)
 _TRIM_THRESHOLD = 0.005
 _TRIM_PAD = int(0.04 * SAMPLE_RATE)
 
@@ -74,15 +63,15 @@ class KokoroEngine:
         voice_packs: dict[str, np.ndarray],
         default_voice: str | None,
         parallel: int = 1,
+        house: dict[str, HouseVoice] | None = None,
     ) -> None:
+        """``voice_packs`` holds every stock voice, house voices included; ``house`` says who those
+        are; ``default_voice`` (VOICEFORGE_DEFAULT_VOICE) overrides the per-language defaults."""
         self.model = model
         self.parallel = max(1, parallel)
         self.packs = voice_packs
-        self.default_voice = default_voice or next(
-            (v for v in _PREFERRED_DEFAULTS if v in voice_packs), sorted(voice_packs)[0]
-        )
-        if self.default_voice not in voice_packs:
-            raise InvalidInput(self._unknown_voice(self.default_voice))
+        self.catalog = Catalog(list(voice_packs), house or {}, default_voice)
+        self.default_voice = self.catalog.defaults["*"]  # the fallback; by language: `default_voice()`
         self.frontend = Frontend(max_tokens=MAX_TOKENS)
         self._frontend_lock = threading.Lock()
         self.capabilities = Capabilities(
@@ -107,22 +96,21 @@ class KokoroEngine:
         threads, parallel = _threading(settings.threads, settings.parallel)
         model = KokoroModel(weights, vocab, SessionConfig(threads=threads))
         packs = load_voice_packs(settings.kokoro_voices)
+        folders = [folder for folder in (packaged_folder(),) if folder.is_dir()]
+        if settings.house_voices is not None:  # a deployment's own, made by `voiceforge voices learn`
+            folders.append(settings.house_voices)
+        house = load_house_voices(folders)
+        for name in sorted(set(house) & set(packs)):
+            log.warning("house voice %s replaces the stock voice of the same name", name)
+        packs |= {name: pack for name, (pack, _) in house.items()}
         log.info(
-            "kokoro loaded in %.2f s (%d voices, %d thread(s) × %d sentence(s) at once)",
-            time.perf_counter() - started, len(packs), threads, parallel,
+            "kokoro loaded in %.2f s (%d voices, %d house; %d thread(s) × %d sentence(s) at once)",
+            time.perf_counter() - started, len(packs), len(house), threads, parallel,
         )  # fmt: skip
-        return cls(model, packs, settings.default_voice, parallel)
+        return cls(model, packs, settings.default_voice, parallel, {n: m for n, (_, m) in house.items()})
 
     def voices(self) -> list[VoiceInfo]:
-        return [
-            VoiceInfo(
-                name=name,
-                language=_LANGUAGES.get(name[:1], "unknown"),
-                gender={"f": "female", "m": "male"}.get(name[1:2], "unknown"),
-                description="default" if name == self.default_voice else "",
-            )
-            for name in sorted(self.packs)
-        ]
+        return self.catalog.voices()
 
     def dropped_tags(self, text: str) -> list[str]:
         return [s.name for s in parse(text) if isinstance(s, Tag) and s.kind != "close"]
@@ -179,7 +167,7 @@ class KokoroEngine:
                 )
             # a learned voice is Kokoro's own style for the speaker: nothing left to convert
             return _Render(profile.style, None if profile.learned else _mapping(profile), speed, controls)
-        voice = request.voice or self.default_voice
+        voice = request.voice or default_voice(self, request.text) or self.default_voice
         if voice not in self.packs:
             raise InvalidInput(self._unknown_voice(voice))
         return _Render(self.packs[voice], None, speed, controls)

@@ -60,6 +60,11 @@ class VoiceOut(BaseModel):
     language: str
     engine: str
     gender: str | None = None
+    display_name: str | None = Field(default=None, description="for people: 'Alpha (Japanese, female)'")
+    default_for: list[str] = Field(
+        default_factory=list,
+        description="text languages a request without a voice speaks this one for; '*': any other",
+    )
     description: str | None = None
     transcript: str | None = None
     consent: bool | None = None
@@ -353,6 +358,8 @@ def _stock(svc: Services) -> list[VoiceOut]:
             language=v.language,
             engine=engine.name,
             gender=v.gender,
+            display_name=v.label,
+            default_for=list(v.default_for),
             description=v.description or None,
         )
         for v in engine.voices()
