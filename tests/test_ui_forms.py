@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 import pytest
 
+from voiceforge.engines.base import VoiceInfo
 from voiceforge.ui import generate, library, picker
 from voiceforge.ui.app import build
 from voiceforge.ui.common import Inputs, Page
@@ -116,8 +117,15 @@ def test_the_generate_form_reads_each_field_for_its_mode() -> None:
 def test_voice_choices_per_mode() -> None:
     now = datetime.now(UTC)
     saved = [VoiceRecord("voice_1", "Ann", "en", "hi", True, "kokoro", now, now, "wav", "d", {})]
-    stock = ["af_heart", "zf_xiaobei"]
-    assert voice_choices("preset", stock, saved) == [("af_heart", "af_heart"), ("zf_xiaobei", "zf_xiaobei")]
+    stock = [
+        VoiceInfo("af_heart", "en", "female", display_name="Heart (English, female)", default_for=("en",)),
+        VoiceInfo("zf_xiaobei", "zh", "female", default_for=("zh", "*")),
+    ]
+    default = ("默认（按文本语言：en: Heart (English, female); zh: zf_xiaobei）", "")
+    assert voice_choices("preset", stock, saved) == [
+        default, ("Heart (English, female)", "af_heart"), ("zf_xiaobei", "zf_xiaobei")
+    ]  # fmt: skip
+    assert voice_choices("preset", stock, saved, "en")[0][0].startswith("Default (by the text's language")
     assert voice_choices("zero_shot", stock, saved) == [("—", ""), ("Ann (en)", "voice_1")]
     assert voice_choices("instruct", stock, saved)[-1] == ("Ann (en)", "voice_1")
-    assert len(voice_choices("instruct", stock, saved)) == 3
+    assert len(voice_choices("instruct", stock, saved)) == 4

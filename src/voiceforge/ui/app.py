@@ -104,7 +104,7 @@ def _wire_page(
             history.history_html(entries, lang),
             # the picker shows only where VOICEFORGE_ENGINES offers a choice
             gr.update(choices=names, value=names[0], visible=len(names) > 1),
-            await generate.voice_update(svc(), "preset", names[0], principal),
+            await generate.voice_update(svc(), "preset", names[0], principal, lang),
         ]
 
     inputs = [page.lang_store, page.history]

@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from voiceforge.engines.base import VoiceInfo
 from voiceforge.errors import VoiceforgeError
 from voiceforge.server import admission
 from voiceforge.server.auth import Principal
@@ -216,7 +217,7 @@ def wire(tab: GenerateTab, page: Page, history: HistoryTab, svc: ServicesFn) -> 
             t(f"help.{mode}", lang_code(choice)),
             gr.update(visible=mode != "preset"),
             gr.update(visible=mode == "instruct"),
-            await voice_update(svc(), mode, engine or None, principal),
+            await voice_update(svc(), mode, engine or None, principal, lang_code(choice)),
         ]
 
     outputs = [tab.help, tab.prompt_box, tab.instruct_box, tab.voice]
@@ -340,12 +341,16 @@ async def press(
     }
 
 
-def voice_choices(mode: str, stock: Sequence[str], saved: Sequence[VoiceRecord]) -> list[tuple[str, str]]:
-    """The voice picker's (label, value) choices for ``mode``: the engine's stock voices (preset),
-    the saved ones after a "none" choice (the cloning modes, where a prompt may be given instead),
-    or both (instruct)."""
+def voice_choices(
+    mode: str, stock: Sequence[VoiceInfo], saved: Sequence[VoiceRecord], lang: str = "zh"
+) -> list[tuple[str, str]]:
+    """The voice picker's (label, value) choices for ``mode``: the engine's default first (the
+    voice every door speaks when none is named, by the text's language: engines.base.default_voice),
+    then its stock voices by display name (preset), the saved ones after a "none" choice (the
+    cloning modes, where a prompt may be given instead), or both (instruct)."""
     saved_choices = [(f"{r.name} ({r.language})", r.id) for r in saved]
-    stock_choices = [(v, v) for v in stock]
+    default = [(t("voice.default", lang, voices=_defaults(stock)), "")] if stock else []
+    stock_choices = [*default, *((v.label, v.name) for v in stock)]
     if mode == "preset":
         return stock_choices
     if mode in ("zero_shot", "cross_lingual"):
@@ -353,15 +358,23 @@ def voice_choices(mode: str, stock: Sequence[str], saved: Sequence[VoiceRecord])
     return [*stock_choices, *saved_choices]
 
 
-async def voice_update(svc: Services, mode: str, engine: str | None, principal: Principal) -> Any:
+def _defaults(stock: Sequence[VoiceInfo]) -> str:
+    """Which voice each text language defaults to: "zh, en: Gongitsune (Japanese, female)"."""
+    pairs = [(v.label, [x for x in v.default_for if x != "*"]) for v in stock]
+    return "; ".join(f"{', '.join(langs)}: {label}" for label, langs in pairs if langs) or "—"
+
+
+async def voice_update(
+    svc: Services, mode: str, engine: str | None, principal: Principal, lang: str = "zh"
+) -> Any:
     """The voice picker's update: the engine's stock voices, and the saved ones for a caller that
-    may list them (the 'voices' scope, as GET /v1/voices needs); the first one chosen."""
+    may list them (the 'voices' scope, as GET /v1/voices needs); the first one (the default) chosen."""
     try:  # the engine's stock voices (loading it, off the event loop, the first time)
-        stock = await asyncio.to_thread(svc.speech.stock_voices, engine)
+        stock = await asyncio.to_thread(lambda: svc.speech.models.get(engine).voices())
     except VoiceforgeError:  # an engine that cannot load: the engine picker says why
         stock = []
     saved = await asyncio.to_thread(svc.library.list) if admission.allows(principal, "voices") else []
-    choices = voice_choices(mode, stock, saved)
+    choices = voice_choices(mode, stock, saved, lang)
     return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
 

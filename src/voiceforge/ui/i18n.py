@@ -93,6 +93,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key: (zh, en)
         "✅ Prompt is fine: {rate} Hz, {speech:.1f} s of speech.",
     ),
     "msg.prompt_bad": ("⚠️ 提示音频不可用：", "⚠️ The prompt cannot be used: "),
+    "voice.default": ("默认（按文本语言：{voices}）", "Default (by the text's language: {voices})"),
     "msg.doubtful": (
         "请听一遍并核对识别文本：Whisper 对这些词没有把握：{words}",
         "Listen and check the transcript: Whisper was unsure of {words}",
