@@ -83,7 +83,7 @@ def build_services(settings: Settings, *, auth_required: bool) -> Services:
     models = Models(settings)
     speech = SpeechService(models, library, open_storage(settings), db, settings.data_dir / "clones")
     if learning.available(settings) and "kokoro" in models.names:
-        speech.learning = learning.Learning(settings, library, lambda: models.learner)
+        speech.learning = learning.Learning(settings, library, lambda: models.learner, models.release_learner)
     owners = Owners(db)
     uploads = UploadService(settings, db, models, owners)
     keys = KeyStore(db)

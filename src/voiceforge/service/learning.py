@@ -109,10 +109,18 @@ def config_of(settings: Settings) -> LearnConfig:
 class Learning:
     """The background learner; ``start`` it once, ``stop`` it at shutdown."""
 
-    def __init__(self, settings: Settings, library: VoiceLibrary, learner: Callable[[], Learner]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        library: VoiceLibrary,
+        learner: Callable[[], Learner],
+        release: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``learner`` loads (or returns) the learner; ``release`` drops it when the queue empties."""
         self.settings = settings
         self.library = library
         self._learner = learner
+        self._release = release
         self._queue: deque[_Work] = deque()
         self._keys: set[str] = set()  # queued or running
         self._failed: set[str] = set()  # request prompts that could not be learned (not retried)
@@ -190,6 +198,10 @@ class Learning:
         with contextlib.suppress(OSError, AttributeError):  # Linux: this thread only, below serving
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
+            with self._cond:
+                idle = not self._queue
+            if idle:
+                self._release()  # ~4 GB back while nothing waits; loading again takes seconds
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()

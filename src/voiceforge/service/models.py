@@ -8,6 +8,7 @@ each is built the first time a request names it, so a configured but unused engi
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -203,3 +204,10 @@ class Models:
             if self._learner is None:
                 self._learner = Learner.load(self.settings, threads=self.settings.learn_threads)
             return self._learner
+
+    def release_learner(self) -> None:
+        """Drop the learner (its fp32 graph and autograd buffers: ~4 GB resident while loaded); the
+        next learning loads it again. The background learner calls this when its queue is empty."""
+        with self._learner_lock:
+            self._learner = None
+        gc.collect()
