@@ -23,7 +23,8 @@ Judges:
   F5 clips have no second recording and are too short (3.5 s, 5.3 s) to cut into a prompt of
   at least 3 s and a judge;
 - f0_error: |median F0 of the speech / the prompt's - 1| (WORLD dio);
-- rate_ratio: seconds of speech per syllable (zh) or word (en) against the prompt's;
+- rate_ratio: the prompt's seconds of speech per syllable over the voice's (> 1: the voice is
+  faster than the speaker); crude (pauses under 0.2 s count as speech), compare rows, not prompts;
 - cer_zh / wer_en: the bundled Whisper base on each sentence.
 
 Two sentence sets: DESIGN for choosing techniques and settings, REPORT for the figures quoted in
@@ -37,6 +38,7 @@ import argparse
 import io
 import json
 import logging
+import re
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -56,6 +58,7 @@ from voiceforge.engines.kokoro.convert import analyse
 from voiceforge.engines.kokoro.enroll import Enroller
 from voiceforge.engines.kokoro.learn.enroll import learned_profile, prompt_samples
 from voiceforge.engines.kokoro.learn.fit import LearnConfig, Learner
+from voiceforge.text.frontend import Frontend
 from voiceforge.voices.embedding import similarity
 from voiceforge.voices.profile import VoiceProfile
 
@@ -137,11 +140,15 @@ def _speech_s(audio: np.ndarray) -> float:
     return float((len(loud) + np.sum(np.where(gaps <= 10, gaps - 1, 0))) / 50)
 
 
+_FRONTEND = Frontend()
+_VOWELS = re.compile("[aeiouAIOWYæɑɐɒɔəɚɛɜɪʊʌᵻ]+")
+
+
 def _units(text: str, language: str) -> int:
-    """Syllables (zh: Han characters) or words (en)."""
+    """Syllables: Han characters (zh), vowel runs of the front end's phonemes (en)."""
     if language == "zh":
         return sum("\u4e00" <= c <= "\u9fff" for c in text)
-    return len(text.split())
+    return sum(len(_VOWELS.findall(s.phonemes)) for s in _FRONTEND.prepare(text))
 
 
 def _prompts(clips: Path) -> list[tuple[str, str, np.ndarray, list[np.ndarray], float]]:
@@ -232,6 +239,7 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, default=shared)
     parser.add_argument("--set", choices=sorted(SETS), default="report", help="sentences to judge on")
     parser.add_argument("--only", default="", help="run only the prompt whose name contains this")
+    parser.add_argument("--save", type=Path, help="write each prompt's learned and pitch packs here (.npz)")
     parser.add_argument("--rows", default="stock,fast,pitch,learned", help="which voices to judge")
     parser.add_argument(
         "--config", nargs="*", default=[], metavar="FIELD=VALUE", help="LearnConfig overrides"
@@ -261,6 +269,9 @@ def main() -> None:
             progress=lambda p: logging.info("%s", p),
         )  # fmt: skip
         learn_s = time.perf_counter() - started
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            np.savez(args.save / f"{name}.npz", pack=learned.pack, pitch=learned.pitch_pack)
         profile = learned_profile(learner, learned, prompt, transcript=transcript, language=language)
         entry: dict[str, Any] = {
             "prompt": name,

@@ -242,7 +242,10 @@ class _Run:
         started = time.perf_counter()
         learner, config, language = self.learner, self.config, self.language
         target = learner.encoder.embed(self.prompt, self.sample_rate)
-        stock = {name: learner.stock_sim(name, language, target) for name in learner.packs}
+        stock = {}
+        for name in learner.packs:
+            _check(self.cancel)
+            stock[name] = learner.stock_sim(name, language, target)
         self.base = base = max(stock, key=lambda n: stock[n])
         log.info("learning from stock voice %s (calibration SIM %.3f)", base, stock[base])
         self.progress(Progress("start", 0, config.steps, {"stock_sim": stock[base]}))
