@@ -72,6 +72,7 @@ _VOICED_HZ = 50.0  # predicted F0 below this is an unvoiced frame
 # A speaking-rate estimate outside this ratio of the base voice's is more likely a wrong
 # transcript (or a prompt full of pauses) than a speaker that fast or slow.
 _RATE_LIMITS = (0.75, 1.33)
+_PITCH_SLACK = math.log(1.05)  # median F0 this close to the prompt's costs nothing in the score
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,13 @@ class LearnConfig:
     # weight of the speaking-rate term of the prosody fit (log total duration of the training
     # phrase against the prompt's pace); 0 turns it off; needs a transcript
     rate: float = 1.0
-    # after the timbre fit, measure the int8 engine's F0 on the calibration sentences and move the
-    # prosody half by the remaining error (the decoder shifts the heard pitch); 0 turns it off
+    # pitch checks after the prosody fit and after the timbre fit: measure the int8 engine's median
+    # F0 on the calibration sentences and refit the prosody half by the remaining error (the
+    # decoder shifts the heard pitch off the predicted curve); 0 turns them off
     pitch_checks: int = 1
+    # calibration score = SIM - pitch × (|log F0 error| - 5 %, when positive): what early stopping
+    # and the pitch checks keep the best by; 0 ranks by SIM alone
+    pitch: float = 0.5
     phrases: int = 3  # training phrases taken in turn (1: the first only)
     # weight of the log-mel reconstruction of the prompt's own transcript (learn/recon.py), which
     # then joins the training phrases in turn; 0 turns it off; needs a transcript
@@ -123,6 +128,15 @@ class LearnedVoice:
     seconds: float
     history: list[dict[str, float]]
     rate_ratio: float = 1.0  # prompt's pace against the base voice's (1: not matched)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A candidate delta on the calibration sentences (int8 engine)."""
+
+    sim: float
+    pitch_error: float  # log(median F0 of the speech / the prompt's)
+    score: float
 
 
 @dataclass(frozen=True)
@@ -241,7 +255,8 @@ class _Run:
     def learn(self) -> LearnedVoice:
         started = time.perf_counter()
         learner, config, language = self.learner, self.config, self.language
-        target = learner.encoder.embed(self.prompt, self.sample_rate)
+        self.target = target = learner.encoder.embed(self.prompt, self.sample_rate)
+        self.prompt_f0 = _median_f0(self.prompt, self.sample_rate)
         stock = {}
         for name in learner.packs:
             _check(self.cancel)
@@ -263,13 +278,19 @@ class _Run:
                 base_frames = [float(self._prosody(i, delta)[1].sum()) for i in range(len(self.tokens))]
             log_frames = tuple(math.log(f * rate_ratio) for f in base_frames)
         targets = _Targets(f0_mean, f0_std, log_frames)
+        history: list[dict[str, float]] = []
         if config.fit_pitch:
             delta = self._fit_prosody(delta, targets, config.pitch_steps)
+        judged = self._judge(delta)
+        if config.fit_pitch:
+            for _ in range(config.pitch_checks):
+                delta, judged = self._check_pitch(delta, judged, targets, history)
 
-        best_delta, best_sim, step, history = self._fit_timbre(delta, target)
+        best_delta, judged, step = self._fit_timbre(delta, judged, history)
 
         for _ in range(config.pitch_checks if config.fit_pitch else 0):
-            best_delta, best_sim = self._check_pitch(best_delta, best_sim, targets, target, history)
+            best_delta, judged = self._check_pitch(best_delta, judged, targets, history)
+        best_sim = judged.sim
 
         with torch.no_grad():
             f0_learned = float(torch.exp(_voiced_log_f0(self._prosody(0, best_delta)[0]).mean()))
@@ -290,14 +311,19 @@ class _Run:
             rate_ratio=rate_ratio or 1.0,
         )
 
+    def _judge(self, delta: torch.Tensor) -> _Judged:
+        learner = self.learner
+        speech = learner.calibration_speech(learner._pack(self.base, delta), self.language)
+        sim = similarity(self.target, learner.encoder.embed(speech, learner.model_rate))
+        error = math.log(_median_f0(speech, learner.model_rate) / self.prompt_f0)
+        return _Judged(sim, error, sim - self.config.pitch * max(0.0, abs(error) - _PITCH_SLACK))
+
     def _fit_timbre(
-        self, delta: torch.Tensor, target: np.ndarray
-    ) -> tuple[torch.Tensor, float, int, list[dict[str, float]]]:
-        """Adam on the timbre half towards the prompt's embedding; the best delta by calibration SIM."""
-        learner, config, language, base = self.learner, self.config, self.language, self.base
-        history: list[dict[str, float]] = []
-        best_delta = delta.clone()
-        best_sim = learner.calibration_sim(learner._pack(base, delta), language, target)
+        self, delta: torch.Tensor, judged: _Judged, history: list[dict[str, float]]
+    ) -> tuple[torch.Tensor, _Judged, int]:
+        """Adam on the timbre half towards the prompt's embedding; the best delta by calibration score."""
+        learner, config, target = self.learner, self.config, self.target
+        best_delta, best = delta.clone(), judged
         stale, step = 0, 0
         timbre = delta[TIMBRE].clone().requires_grad_(True)
         optimiser = torch.optim.Adam([timbre], lr=config.lr)
@@ -326,10 +352,10 @@ class _Run:
                 entry["alignment_confidence"] = recon.confidence
             if step % config.eval_every == 0 or step == config.steps:
                 candidate = torch.cat([timbre.detach(), delta[PROSODY]])
-                sim = learner.calibration_sim(learner._pack(base, candidate), language, target)
-                entry["calibration_sim"] = sim
-                if sim > best_sim:
-                    best_delta, best_sim, stale = candidate.clone(), sim, 0
+                now = self._judge(candidate)
+                entry.update(calibration_sim=now.sim, pitch_error=now.pitch_error)
+                if now.score > best.score:
+                    best_delta, best, stale = candidate.clone(), now, 0
                 else:
                     stale += 1
             history.append(entry)
@@ -337,8 +363,7 @@ class _Run:
             log.debug("learning step %d: %s", step, entry)
             if stale >= config.patience:
                 break
-
-        return best_delta, best_sim, step, history
+        return best_delta, best, step
 
     def _prosody(self, k: int, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted F0 curve (Hz) and token durations (frames) of training phrase ``k``."""
@@ -372,28 +397,29 @@ class _Run:
         return torch.cat([delta[TIMBRE], prosody.detach()])
 
     def _check_pitch(
-        self,
-        delta: torch.Tensor,
-        sim: float,
-        targets: _Targets,
-        target: np.ndarray,
-        history: list[dict[str, float]],
-    ) -> tuple[torch.Tensor, float]:
-        """Measure the int8 engine's median F0 on the calibration sentences against the prompt's and
-        refit the prosody half by the difference; kept unless calibration SIM falls by over 0.01."""
-        learner = self.learner
-        speech = learner.calibration_speech(learner._pack(self.base, delta), self.language)
-        error = math.log(_median_f0(self.prompt, self.sample_rate) / _median_f0(speech, learner.model_rate))
-        if abs(error) < 0.02:  # within 2 %: nothing to gain
-            return delta, sim
+        self, delta: torch.Tensor, judged: _Judged, targets: _Targets, history: list[dict[str, float]]
+    ) -> tuple[torch.Tensor, _Judged]:
+        """Refit the prosody half by the measured F0 error of the int8 engine's speech (``judged``);
+        the refit is kept if it raises the calibration score."""
+        if abs(judged.pitch_error) < _PITCH_SLACK / 2:  # close enough: nothing to gain
+            return delta, judged
         with torch.no_grad():
             now = float(_voiced_log_f0(self._prosody(0, delta)[0]).mean())
-        shifted = _Targets(now + error, targets.f0_log_std, targets.log_frames)
+        shifted = _Targets(now - judged.pitch_error, targets.f0_log_std, targets.log_frames)
         candidate = self._fit_prosody(delta, shifted, self.config.pitch_steps // 2)
-        candidate_sim = learner.calibration_sim(learner._pack(self.base, candidate), self.language, target)
-        history.append({"pitch_error": error, "calibration_sim": candidate_sim})
-        log.info("pitch check: F0 %.1f %% off; calibration SIM %.3f → %.3f", 100 * error, sim, candidate_sim)
-        return (candidate, candidate_sim) if candidate_sim > sim - 0.01 else (delta, sim)
+        after = self._judge(candidate)
+        history.append(
+            {
+                "pitch_check": judged.pitch_error,
+                "calibration_sim": after.sim,
+                "pitch_error": after.pitch_error,
+            }
+        )
+        log.info(
+            "pitch check: F0 %+.1f %% → %+.1f %%, calibration SIM %.3f → %.3f",
+            100 * judged.pitch_error, 100 * after.pitch_error, judged.sim, after.sim,
+        )  # fmt: skip
+        return (candidate, after) if after.score > judged.score else (delta, judged)
 
     def _transcript_tokens(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Tokens of the transcript and the base pack's row for them (None without a usable one)."""
