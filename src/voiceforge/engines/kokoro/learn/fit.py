@@ -79,7 +79,7 @@ _PITCH_SLACK = math.log(1.05)  # median F0 this close to the prompt's costs noth
 class LearnConfig:
     # timbre steps at most (each synthesises and back-propagates a training phrase); 16 beat 8
     # on every shared prompt in bench/learned.py (mean held-out SIM 0.794 against 0.769)
-    steps: int = 16
+    steps: int = 24
     lr: float = 0.03
     pitch_steps: int = 20  # cheaper: text encoder and prosody predictor only
     pitch_lr: float = 0.03
@@ -372,11 +372,13 @@ class _Run:
         out = self.learner.graph.run(self.tokens[k], style[None], keep=[F0_CURVE, DURATIONS], outputs=False)
         return out[F0_CURVE].reshape(-1), out[DURATIONS].reshape(-1)
 
-    def _fit_prosody(self, delta: torch.Tensor, targets: _Targets, steps: int) -> torch.Tensor:
+    def _fit_prosody(
+        self, delta: torch.Tensor, targets: _Targets, steps: int, lr: float | None = None
+    ) -> torch.Tensor:
         """The prosody half moved so the predicted log-F0 has the target mean and spread and,
         with a rate target, the training phrases last as long as the prompt speaker would say them."""
         prosody = delta[PROSODY].clone().requires_grad_(True)
-        optimiser = torch.optim.Adam([prosody], lr=self.config.pitch_lr)
+        optimiser = torch.optim.Adam([prosody], lr=lr or self.config.pitch_lr)
         spread = self.learner._spread[PROSODY]
         for step in range(1, steps + 1):
             _check(self.cancel)
@@ -401,12 +403,14 @@ class _Run:
     ) -> tuple[torch.Tensor, _Judged]:
         """Refit the prosody half by the measured F0 error of the int8 engine's speech (``judged``);
         the refit is kept if it raises the calibration score."""
-        if abs(judged.pitch_error) < _PITCH_SLACK / 2:  # close enough: nothing to gain
+        if abs(judged.pitch_error) <= _PITCH_SLACK:  # costs nothing in the score: nothing to gain
             return delta, judged
         with torch.no_grad():
             now = float(_voiced_log_f0(self._prosody(0, delta)[0]).mean())
         shifted = _Targets(now - judged.pitch_error, targets.f0_log_std, targets.log_frames)
-        candidate = self._fit_prosody(delta, shifted, self.config.pitch_steps // 2)
+        # Adam's first steps move every dim by about lr whatever the gradient: scale it to the error
+        lr = self.config.pitch_lr * min(1.0, abs(judged.pitch_error) / 0.2)
+        candidate = self._fit_prosody(delta, shifted, self.config.pitch_steps // 2, lr)
         after = self._judge(candidate)
         history.append(
             {
