@@ -82,6 +82,7 @@ def learned_profile(
             "calibration_sim": round(learned.calibration_sim, 4),
             "conversion": "learned style",
             "learn_steps": learned.steps,
+            "rate_ratio": round(learned.rate_ratio, 3),
             "prompt_speech_s": round(prompt.speech_s, 2),
             "notes": list(prompt.notes),
         },

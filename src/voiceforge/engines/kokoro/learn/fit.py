@@ -1,21 +1,30 @@
 """Learned enrollment: fit Kokoro's own style vector to a prompt speaker by gradient descent.
 
-1. Start from the stock voice whose calibration speech embeds closest to the prompt.
-2. Pitch: Adam on the prosody half (dims 128–255) so that the F0 curve Kokoro predicts for a
-   training phrase has the prompt's log-F0 mean and spread. Only the text encoder and prosody
-   predictor run for this (a fraction of the graph), so it is cheap.
-3. Timbre: Adam on the timbre half (dims 0–127) to raise the cosine between the (torch)
-   Resemblyzer embedding of the training phrase, spoken by the differentiable Kokoro, and the
-   prompt's; a pull towards the stock voices' spread keeps the vector on their manifold.
-   Every ``eval_every`` steps the calibration sentences are spoken by the int8 engine and the
-   best vector by their SIM is kept; learning stops when it has not improved for ``patience``
-   evaluations (early stopping on calibration sentences, never on the bench's).
-4. The learned delta is added to every row of the stock pack: a full (510, 256) pack.
+1. Start from the stock voice whose calibration speech embeds closest to the prompt (the stock
+   voices' calibration embeddings are cached per learner).
+2. Prosody: Adam on the prosody half (dims 128–255) so that the F0 curve Kokoro predicts for the
+   training phrases has the prompt's log-F0 mean and spread and, given a transcript, so that
+   their total duration (before Round, so it has a gradient) matches the prompt speaker's pace.
+   Only the text encoder and prosody predictor run for this, so it is cheap.
+3. Pitch check: the int8 engine speaks the calibration sentences; the prosody half is refitted
+   by the error of their median F0 (WORLD) against the prompt's, since what the listener hears
+   is not the predicted curve. Kept when it raises the calibration score.
+4. Timbre: Adam on the timbre half (dims 0–127) to raise the cosine between the (torch)
+   Resemblyzer embedding of a training phrase (three per language, in turn), spoken by the
+   differentiable Kokoro, and the prompt's; a pull towards the stock voices' spread keeps the
+   vector on their manifold; optionally (``reconstruction``) a log-mel distance to the prompt
+   when the phrase is the prompt's own transcript (learn/recon.py). Every ``eval_every`` steps
+   the calibration sentences are spoken by the int8 engine and the best vector by calibration
+   score (SIM, less a penalty for a median F0 more than 5 % off the prompt's) is kept; learning
+   stops when it has not improved for ``patience`` evaluations (early stopping on calibration
+   sentences, never on the bench's). Then a second pitch check.
+5. The learned delta is added to every row of the stock pack: a full (510, 256) pack.
 
-No loss uses the transcript, so a wrong one (Whisper base mishears Chinese prompts) cannot
-hurt; the training and calibration phrases are fixed per language. Deterministic for the same
-prompt: no sampling anywhere, fixed thread count. Runs in a worker thread: ``progress`` is
-called after each step and ``cancel`` is checked before each.
+The transcript (Whisper base mishears Chinese prompts) only sets the pace target, which counts
+durations and is clamped, and weighs the optional reconstruction term by alignment confidence;
+an empty one turns both off. Deterministic for the same prompt: no sampling anywhere, fixed
+thread count. Runs in a worker thread: ``progress`` is called after each step and ``cancel`` is
+checked before each (and between the stock voices).
 """
 
 from __future__ import annotations
