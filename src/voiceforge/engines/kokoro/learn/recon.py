@@ -11,6 +11,12 @@ distance is taken along a DTW path and weighted by alignment confidence twice ov
   words align at 0.93–0.97 of it, like noise. The term fades from full weight at a ratio of
   _SURE to nothing at _UNSURE, so a transcript that has nothing to do with the prompt leaves the
   embedding loss to decide alone.
+
+Off by default (LearnConfig.reconstruction = 0): across speakers this gate cannot tell right
+words from wrong. The int8 base voice saying the right transcript aligned to the shared prompts
+at 0.82 (F5), 0.94 (zh) and 1.04 (LJ) of the backwards cost; wrong words at 0.97–1.11; so on LJ
+the term had weight 0 throughout (bench/learned.py --config reconstruction=0.1). A usable
+confidence needs an aligner that knows the phones (Whisper's timestamps, a CTC model).
 """
 
 from __future__ import annotations
