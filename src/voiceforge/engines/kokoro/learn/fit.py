@@ -120,8 +120,9 @@ class LearnConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    """One report of a learning run: ``stage`` is "start", "pitch" (the prosody fit; a second
-    round follows the timbre fit when ``pitch_checks``), "timbre" or "done"."""
+    """One report of a learning run: ``stage`` is "start", "pitch", "timbre" or "done", in that
+    order, except that a pitch check (``pitch_checks``) may add a shorter "pitch" round (its own
+    ``step``/``total``) before and after "timbre"; "timbre" may end early (early stopping)."""
 
     stage: str
     step: int
