@@ -23,7 +23,10 @@ from voiceforge.voices.embedding import similarity  # noqa: E402
 from voiceforge.voices.profile import VoiceProfile  # noqa: E402
 
 SENTENCE = "The children were laughing loudly in the garden after lunch."
-HELD_OUT = "My brother fixed the old bicycle in the garage last weekend."
+HELD_OUT = (
+    "My brother fixed the old bicycle in the garage last weekend.",
+    "He forgot his umbrella at the office again.",
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,7 @@ def test_style_gets_a_finite_gradient_through_the_decoder(learner):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # about 3 min on 2 idle cores; 10+ min when the machine is shared
+@pytest.mark.timeout(1800)  # 172 s on 2 cores at load 5-7; 10+ min on a busier machine
 def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
     learner, engine, shared_audio, tmp_path
 ):
@@ -82,16 +85,19 @@ def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
     steps: list[str] = []
     config = LearnConfig(steps=4, eval_every=4, fit_pitch=False)
     profile = learn_profile(
-        learner, prompt, transcript="", language="en", config=config, progress=lambda p: steps.append(p.stage)
-    )
-    assert steps[0] == "start" and steps[-1] == "done" and "timbre" in steps
+        learner, prompt, transcript="Some call me nature, others call me mother nature.", language="en",
+        config=config, progress=lambda p: steps.append(p.stage),
+    )  # fmt: skip
+    assert steps[0] == "start" and steps[-1] == "done" and steps.count("timbre") == 4
     assert profile.learned and profile.version == 3
 
     target = learner.encoder.embed(prompt.samples, prompt.sample_rate)
 
     def held_out_sim(**voice: object) -> float:
-        speech = synthesize(engine, SynthesisRequest(text=HELD_OUT, **voice))  # type: ignore[arg-type]
-        return similarity(target, learner.encoder.embed(speech.samples, speech.sample_rate))
+        speech = [synthesize(engine, SynthesisRequest(text=t, **voice)) for t in HELD_OUT]  # type: ignore[arg-type]
+        return float(
+            np.mean([similarity(target, learner.encoder.embed(s.samples, s.sample_rate)) for s in speech])
+        )
 
     stock = held_out_sim(voice=profile.base_voice)
     learned = held_out_sim(profile=profile, mode="zero_shot")
@@ -102,6 +108,22 @@ def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
     loaded = VoiceProfile.load(path)
     assert loaded.learned and loaded.digest() == profile.digest()
     np.testing.assert_array_equal(loaded.style, profile.style)
+
+
+@pytest.mark.slow
+def test_a_misheard_transcript_sets_the_same_speaking_rate(learner, shared_audio):
+    """Whisper base hears the zh prompt's 希望…呦 as 洗澡…用: the rate target only counts durations."""
+    from voiceforge.engines.kokoro.learn.fit import LearnConfig, _Run
+
+    audio, rate = sf.read(shared_audio / "zh_prompt_cosyvoice.wav", dtype="float32")
+    ratios = []
+    for transcript in ("希望你以后能够做的比我还好呦。", "洗澡你以后能够做的比我还好用"):
+        run = _Run(learner, audio, rate, "zh", transcript, LearnConfig(), lambda _: None, None)
+        run.base = "jf_alpha"
+        run.said = run._transcript_tokens()
+        ratios.append(run._rate_ratio())
+    assert ratios[0] is not None and ratios[1] is not None
+    assert abs(ratios[0] / ratios[1] - 1) < 0.1, ratios
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import numpy as np
 import soxr
 
 from voiceforge.audio.prompt import PromptAudio
-from voiceforge.engines.kokoro.learn.fit import LearnConfig, Learner, Progress
+from voiceforge.engines.kokoro.learn.fit import LearnConfig, LearnedVoice, Learner, Progress
 from voiceforge.voices.profile import VoiceProfile
 
 _EMPTY = np.zeros(0, np.float32)
@@ -31,12 +31,30 @@ def learn_profile(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> VoiceProfile:
-    """Learn the prompt speaker's style; ``transcript`` is stored, not used by any loss."""
+    """Learn the prompt speaker's style. ``transcript`` (may be wrong, or empty) only sets the
+    speaking-rate target; see fit.py."""
+    samples = prompt_samples(learner, prompt)
+    learned = learner.learn(
+        samples, learner.model_rate, language, transcript=transcript, config=config, progress=progress,
+        cancel=cancel,
+    )  # fmt: skip
+    return learned_profile(learner, learned, prompt, transcript=transcript, language=language)
+
+
+def prompt_samples(learner: Learner, prompt: PromptAudio) -> np.ndarray:
+    """The prompt at the model's rate."""
+    samples: np.ndarray = prompt.samples
+    if prompt.sample_rate != learner.model_rate:
+        samples = soxr.resample(samples, prompt.sample_rate, learner.model_rate).astype(np.float32)
+    return samples
+
+
+def learned_profile(
+    learner: Learner, learned: LearnedVoice, prompt: PromptAudio, *, transcript: str, language: str
+) -> VoiceProfile:
+    """A version-3 profile carrying ``learned.pack``."""
     rate = learner.model_rate
-    samples = prompt.samples
-    if prompt.sample_rate != rate:
-        samples = soxr.resample(samples, prompt.sample_rate, rate).astype(np.float32)
-    learned = learner.learn(samples, rate, language, config=config, progress=progress, cancel=cancel)
+    samples = prompt_samples(learner, prompt)
     return VoiceProfile(
         engine="kokoro",
         base_voice=learned.base_voice,
@@ -64,6 +82,7 @@ def learn_profile(
             "calibration_sim": round(learned.calibration_sim, 4),
             "conversion": "learned style",
             "learn_steps": learned.steps,
+            "rate_ratio": round(learned.rate_ratio, 3),
             "prompt_speech_s": round(prompt.speech_s, 2),
             "notes": list(prompt.notes),
         },

@@ -31,6 +31,9 @@ from voiceforge.errors import EngineFailure, ModelUnavailable
 log = logging.getLogger(__name__)
 
 F0_CURVE = "/encoder/Squeeze_output_0"  # predicted F0 (Hz) per half frame, before the decoder
+# predicted duration of each token in frames of 600 samples (25 ms), before Round: differentiable
+DURATIONS = "/encoder/Div_output_0"
+FRAMES_PER_S = 40.0
 
 
 @dataclass(frozen=True)
