@@ -89,8 +89,11 @@ def ui(server: Server, cookie: str) -> Client:
 
 def generate(page: Client, text: str) -> tuple[str, Any]:
     """Press Generate (preset mode, the first stock voice); the status line and the result."""
+    # Generate's inputs, as the page sends them (ui/generate.py GenerateForm, by component order):
+    # history, language, engine, mode, text, voice, prompt, prompt text, instruction, seed, speed,
+    # format, streaming
     status, result, *_ = page.predict(
-        "中文", "kokoro", "preset", text, "jf_alpha", None, "", "", 1, 1.0, "wav", False, [],
+        [], "中文", "kokoro", "preset", text, "jf_alpha", None, "", "", 1, 1.0, "wav", False,
         api_name="/on_generate",
     )  # fmt: skip
     return str(status), result
@@ -125,7 +128,7 @@ def test_a_tts_key_in_the_ui_cannot_list_fetch_or_transcribe_what_the_api_refuse
     narrow, wide = session(server, tts), session(server, admin)
     page = ui(server, narrow)
 
-    table, pick = page.predict("中文", api_name="/library")
+    table, pick = page.predict("中文", api_name="/listing")
     assert "我的秘密文本" not in str(table) and saved_voice.id not in str(table) + str(pick)
     assert saved_voice.id not in str(page.predict("zero_shot", "中文", "kokoro", api_name="/on_mode"))
     try:
@@ -139,7 +142,7 @@ def test_a_tts_key_in_the_ui_cannot_list_fetch_or_transcribe_what_the_api_refuse
     assert "asr" in status and not transcript.get("value"), (status, transcript)
 
     admin_page = ui(server, wide)  # the same calls with a key that may: the test can tell them apart
-    table, _pick = admin_page.predict("中文", api_name="/library")
+    table, _pick = admin_page.predict("中文", api_name="/listing")
     assert "我的秘密文本" in str(table)
     assert saved_voice.id in str(admin_page.predict("zero_shot", "中文", "kokoro", api_name="/on_mode"))
     assert file_route(server, wide, folder / "prompt.wav") == 200
@@ -231,8 +234,8 @@ def test_saving_a_voice_in_the_ui_needs_the_consent_box(
     server: Server, admin: str, shared_audio: Path
 ) -> None:
     page = ui(server, session(server, admin))
-    status, *_ = page.predict(
-        "Unasked", handle_file(str(shared_audio / F5)), "", False, "中文", api_name="/on_save"
+    status, *_ = page.predict(  # language, prompt, its text, name, consent (ui/library.py SaveForm)
+        "中文", handle_file(str(shared_audio / F5)), "", "Unasked", False, api_name="/on_save"
     )
     assert "同意" in status, status
     with server.client() as c:

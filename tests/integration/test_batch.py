@@ -19,6 +19,7 @@ import soundfile
 
 from tests.integration.conftest import Server
 from voiceforge import errors
+from voiceforge.asr.scoring import cer
 from voiceforge.client import AsyncClient, Client, RetryPolicy
 
 pytestmark = pytest.mark.slow
@@ -207,7 +208,8 @@ def test_sdk_round_trip_and_idempotent_creates(server: Server) -> None:
         wav = client.download(first.audio_url)
         assert wav[:4] == b"RIFF"
         heard = client.transcribe(wav, language="zh")
-        assert heard.language == "zh" and heard.text.startswith("你好") and heard.segments
+        # a round trip, not a quality judge: most characters come back (a clone can blur a tone)
+        assert heard.language == "zh" and cer("你好，这是一次测试。", heard.text) < 0.5 and heard.segments
         upload = client.upload(wav, filename="hello.wav")
         assert upload.status == "complete" and upload.size == len(wav) and upload.duration
         with pytest.raises(errors.InvalidInput, match="at most 200"):

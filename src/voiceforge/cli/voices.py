@@ -232,7 +232,9 @@ def _learn(settings: Settings, models: Models, cloned: ClonedVoice) -> VoiceProf
             transcript=cloned.profile.transcript,
             language=cloned.profile.language,
             config=learning.config_of(settings),
-            progress=lambda p: bar.update(task, completed=learning.fraction(p), description=p.stage),
+            progress=lambda p: bar.update(
+                task, completed=max(learning.fraction(p), bar.tasks[0].completed), description=p.stage
+            ),
         )
 
 

@@ -257,14 +257,15 @@ class Learning:
 
     def _reporter(self, work: _Work) -> Callable[[str, float], None]:
         """Progress into a saved voice's meta, at most once a second (request prompts: the log)."""
-        last = [0.0]
+        last, shown = [0.0], [0.0]
 
         def report(stage: str, fraction: float) -> None:
+            shown[0] = max(shown[0], fraction)  # a pitch check after the timbre fit never goes back
             now = time.monotonic()
             if work.voice_id is None or now - last[0] < 1.0:
                 return
             last[0] = now
-            state = LearnState("learning", fraction, stage)
+            state = LearnState("learning", shown[0], stage)
             self.library.annotate(work.voice_id, {META_KEY: state.as_meta()})
 
         return report
@@ -299,7 +300,8 @@ class _Skip(Exception):
 
 
 def fraction(progress: Progress) -> float:
-    """Overall progress: the pitch fit is the first third, the timbre fit the rest."""
+    """Overall progress: the pitch fit is the first third, the timbre fit the rest (a pitch check
+    after the timbre fit reads lower: callers keep the highest value shown)."""
     share = progress.step / progress.total if progress.total else 0.0
     if progress.stage == "pitch":
         return share / 3
