@@ -113,12 +113,13 @@ def test_a_short_learning_run_raises_held_out_similarity_and_survives_save_load(
 @pytest.mark.slow
 def test_a_misheard_transcript_sets_the_same_speaking_rate(learner, shared_audio):
     """Whisper base hears the zh prompt's 希望…呦 as 洗澡…用: the rate target only counts durations."""
-    from voiceforge.engines.kokoro.learn.fit import LearnConfig, _Run
+    from voiceforge.engines.kokoro.learn.fit import LearnConfig
+    from voiceforge.engines.kokoro.learn.run import Run
 
     audio, rate = sf.read(shared_audio / "zh_prompt_cosyvoice.wav", dtype="float32")
     ratios = []
     for transcript in ("希望你以后能够做的比我还好呦。", "洗澡你以后能够做的比我还好用"):
-        run = _Run(learner, audio, rate, "zh", transcript, LearnConfig(), lambda _: None, None)
+        run = Run(learner, audio, rate, "zh", transcript, LearnConfig(), lambda _: None, None)
         run.base = "jf_alpha"
         run.said = run._transcript_tokens()
         ratios.append(run._rate_ratio())

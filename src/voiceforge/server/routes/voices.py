@@ -7,7 +7,6 @@ preview; ``/export`` and ``/v1/voices/import`` move a voice between servers as a
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import json
@@ -15,13 +14,12 @@ import logging
 import zipfile
 import zlib
 from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -31,11 +29,20 @@ from voiceforge.server.bodies import json_object, read_form
 from voiceforge.server.headers import user_file_headers
 from voiceforge.server.idempotency import fingerprint, once
 from voiceforge.server.routes.uploads import owned
+from voiceforge.server.routes.voice_shapes import (
+    IMPORT_FORM,
+    NEW_VOICE_FORM,
+    NewVoice,
+    VoiceList,
+    VoiceOut,
+    VoicePatch,
+    saved_out,
+)
 from voiceforge.server.state import Services, services
 from voiceforge.service.cloning import ClonedVoice
 from voiceforge.service.learning import LearnState
 from voiceforge.service.speech import new_task_id
-from voiceforge.voices.library import DOUBTFUL, MAX_NAME, NO_CONSENT, VoiceLibrary, VoiceRecord
+from voiceforge.voices.library import DOUBTFUL, NO_CONSENT, VoiceLibrary, VoiceRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voices"], dependencies=[Depends(require("voices"))])
@@ -46,106 +53,12 @@ _IMPORT_HINT = "import it under another name (the form field 'name')"
 
 
 # -- shapes --------------------------------------------------------------------------------------
-class Learning(BaseModel):
-    state: Literal["queued", "learning", "learned", "failed"]
-    progress: float = Field(description="0–1")
-    stage: str = Field(description="start, pitch, timbre, done")
-    error: str | None = None
-
-
-class VoiceOut(BaseModel):
-    id: str = Field(description="a saved voice's id (voice_…) or a stock voice's name")
-    name: str
-    kind: Literal["stock", "saved"]
-    language: str
-    engine: str
-    gender: str | None = None
-    display_name: str | None = Field(default=None, description="for people: 'Alpha (Japanese, female)'")
-    default_for: list[str] = Field(
-        default_factory=list,
-        description="text languages a request without a voice speaks this one for; '*': any other",
-    )
-    description: str | None = None
-    transcript: str | None = None
-    consent: bool | None = None
-    consent_by: str | None = Field(default=None, description="who affirmed the speaker's consent")
-    consent_at: datetime | None = Field(default=None, description="when consent was affirmed (UTC)")
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    stock_sim: float | None = Field(default=None, description="speaker similarity of the base stock voice")
-    calibration_sim: float | None = Field(default=None, description="speaker similarity after enrollment")
-    conversion: str | None = Field(
-        default=None, description="how enrollment maps the base voice: statistics only or a frame map"
-    )
-    enroll_s: float | None = None
-    transcript_source: str | None = Field(default=None, description="'given' or 'asr'")
-    transcript_doubtful: list[str] = Field(
-        default_factory=list,
-        description="recognised words Whisper was unsure of: listen and correct the transcript (PATCH)",
-    )
-    notes: list[str] = Field(default_factory=list)
-    prompt_url: str | None = None
-    learning: Learning | None = Field(
-        default=None, description="learning the speaker's own style in the background; null: not learned"
-    )
-
-
-class VoiceList(BaseModel):
-    voices: list[VoiceOut]
-
-
-class NewVoice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
-    upload_id: str | None = Field(default=None, description="a complete upload, instead of a file")
-    transcript: str | None = Field(default=None, max_length=1000, description="default: by Whisper")
-    language: str | None = Field(default=None, max_length=16, description="default: detected")
-    consent: bool = Field(default=False, description="required true: the speaker agreed to be cloned")
-    learn: bool = Field(
-        default=True,
-        description="save at once from a quick enrollment and learn the voice in the background "
-        "(GET /v1/voices/{id} shows its progress); false: the full WORLD enrollment now, never learned",
-    )
-
-
-class VoicePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str | None, Field(min_length=1, max_length=MAX_NAME)] = None
-    transcript: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
-    consent: bool | None = None
-
-
-_FORM = {
-    "type": "object",
-    "required": ["name"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-        "file": {"type": "string", "format": "binary", "description": "3–15 s recording, any container"},
-        "upload_id": {"type": "string"},
-        "transcript": {"type": "string", "maxLength": 1000},
-        "language": {"type": "string", "maxLength": 16},
-        "consent": {"type": "boolean"},
-        "learn": {"type": "boolean", "default": True},
-    },
-}
-_IMPORT_FORM = {
-    "type": "object",
-    "required": ["file"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "a zip from GET …/export"},
-        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-    },
-}
-
-
 # -- routes --------------------------------------------------------------------------------------
 @router.get("/v1/voices", response_model=VoiceList)
 async def list_voices(svc: Annotated[Services, Depends(services)]) -> VoiceList:
     """The engine's stock voices, then the saved ones (newest first)."""
     saved = await run_in_threadpool(svc.library.list)
-    return VoiceList(voices=[*_stock(svc), *(_saved(r) for r in saved)])
+    return VoiceList(voices=[*_stock(svc), *(saved_out(r) for r in saved)])
 
 
 @router.post(
@@ -157,7 +70,7 @@ async def list_voices(svc: Annotated[Services, Depends(services)]) -> VoiceList:
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": _FORM},
+                "multipart/form-data": {"schema": NEW_VOICE_FORM},
                 "application/json": {"schema": NewVoice.model_json_schema()},
             },
         }
@@ -227,7 +140,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
         meta.get("stock_sim"),
         meta.get("calibration_sim"),
     )
-    return _saved(record).model_dump(mode="json")
+    return saved_out(record).model_dump(mode="json")
 
 
 @router.post(
@@ -236,7 +149,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
     status_code=201,
     responses={409: {"description": "a voice with that name exists; give another name"}},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _IMPORT_FORM}}}
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": IMPORT_FORM}}}
     },
 )
 async def import_voice(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
@@ -260,7 +173,7 @@ async def import_voice(request: Request, svc: Annotated[Services, Depends(servic
         await run_in_threadpool(svc.speech.learning.voice, imported.id)  # an older voice upgrades too
         imported = await run_in_threadpool(svc.library.get, imported.id)
     log.info("voice %s imported (%s)", imported.id, imported.name)
-    return JSONResponse(_saved(imported).model_dump(mode="json"), status_code=201)
+    return JSONResponse(saved_out(imported).model_dump(mode="json"), status_code=201)
 
 
 @router.get("/v1/voices/{ref}", response_model=VoiceOut)
@@ -269,7 +182,7 @@ async def get_voice(ref: str, svc: Annotated[Services, Depends(services)]) -> Vo
     stock = {v.id: v for v in _stock(svc)}
     if ref in stock:
         return stock[ref]
-    return _saved(await run_in_threadpool(svc.library.get, ref))
+    return saved_out(await run_in_threadpool(svc.library.get, ref))
 
 
 @router.patch("/v1/voices/{ref}", response_model=VoiceOut, responses={409: {"description": "name taken"}})
@@ -280,7 +193,7 @@ async def update_voice(
     now; false: withdrawn)."""
     _not_stock(svc, ref, "changed")
     by = ticket_of(request).principal.id
-    return _saved(await run_in_threadpool(_update, svc.library, ref, body, by))
+    return saved_out(await run_in_threadpool(_update, svc.library, ref, body, by))
 
 
 @router.delete("/v1/voices/{ref}", status_code=204, response_class=Response)
@@ -375,35 +288,6 @@ def _not_stock(svc: Services, ref: str, what: str) -> None:
         raise InvalidInput(f"{ref!r} is a stock voice of the engine; it cannot be {what}")
 
 
-def _saved(record: VoiceRecord) -> VoiceOut:
-    meta = record.meta
-    notes = meta.get("notes")
-    return VoiceOut(
-        id=record.id,
-        name=record.name,
-        kind="saved",
-        language=record.language,
-        engine=record.engine,
-        transcript=record.transcript,
-        consent=record.consent,
-        consent_by=record.consent_by,
-        consent_at=record.consent_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        stock_sim=_number(meta.get("stock_sim")),
-        calibration_sim=_number(meta.get("calibration_sim")),
-        conversion=meta.get("conversion") if isinstance(meta.get("conversion"), str) else None,
-        enroll_s=_number(meta.get("enroll_s")),
-        transcript_source=meta.get("transcript_source")
-        if isinstance(meta.get("transcript_source"), str)
-        else None,
-        notes=_strings(notes),
-        transcript_doubtful=_strings(meta.get(DOUBTFUL)),
-        prompt_url=f"/v1/voices/{record.id}/prompt",
-        learning=Learning(**dataclasses.asdict(state)) if (state := LearnState.of(record)) else None,
-    )
-
-
 def _learnable(svc: Services, record: VoiceRecord) -> bool:
     """An imported voice learns unless it is learned already or learning failed for it before."""
     state = LearnState.of(record)
@@ -412,14 +296,6 @@ def _learnable(svc: Services, record: VoiceRecord) -> bool:
         and not svc.library.profile(record.id).learned
         and (state is None or state.state != "failed")
     )
-
-
-def _strings(value: object) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _taken_by(library: VoiceLibrary, name: str) -> str | None:
