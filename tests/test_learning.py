@@ -39,8 +39,10 @@ def prompt() -> PromptAudio:
 def test_a_queued_voice_reads_queued_and_an_unqueued_one_reads_nothing(lib: VoiceLibrary) -> None:
     record = add(lib, "A")
     assert LearnState.of(record) is None
-    state = learning(lib).voice(record.id)
-    assert state.state == "queued" and LearnState.of(lib.get(record.id)) == LearnState("queued")
+    queued = learning(lib).voice(record.id)
+    assert LearnState.of(queued) == LearnState("queued") and LearnState.of(lib.get(record.id)) == LearnState(
+        "queued"
+    )
 
 
 @pytest.mark.parametrize(

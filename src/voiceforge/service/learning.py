@@ -151,12 +151,11 @@ class Learning:
             self._thread.join(timeout)
 
     # -- work ------------------------------------------------------------------------------------
-    def voice(self, voice_id: str) -> LearnState:
-        """Queue a saved voice (again); its state reads ``queued`` at once."""
-        state = LearnState("queued")
-        self.library.annotate(voice_id, {META_KEY: state.as_meta()})
+    def voice(self, voice_id: str) -> VoiceRecord:
+        """Queue a saved voice (again); the record it returns reads ``queued`` already."""
+        record = self.library.annotate(voice_id, {META_KEY: LearnState("queued").as_meta()})
         self._put(_Work(f"voice:{voice_id}", voice_id=voice_id))
-        return state
+        return record
 
     def prompt(self, name: str, prompt: PromptAudio, transcript: str, language: str, target: Path) -> bool:
         """Queue a request's prompt, unless it is queued already, failed before, or the queue of

@@ -121,6 +121,5 @@ def save_voice(
         consent_by=consent_by,
     )
     if speech.learning is not None and not voice.profile.learned:  # as POST /v1/voices does
-        speech.learning.voice(record.id)
-        record = speech.library.get(record.id)
+        record = speech.learning.voice(record.id)
     return record

@@ -131,8 +131,7 @@ async def _create(request: Request, svc: Services, body: NewVoice, prompt: bytes
     )
     record = await run_in_threadpool(_clashes_conflict, svc.library, body.name, create, _CREATE_HINT)
     if learning is not None:
-        await run_in_threadpool(learning.voice, record.id)
-        record = await run_in_threadpool(svc.library.get, record.id)
+        record = await run_in_threadpool(learning.voice, record.id)
     log.info(
         "[%s] voice %s saved (SIM %s -> %s)",
         task_id,
@@ -170,8 +169,7 @@ async def import_voice(request: Request, svc: Annotated[Services, Depends(servic
     chosen = name or await run_in_threadpool(_exported_name, data)
     imported = await run_in_threadpool(_clashes_conflict, svc.library, chosen, work, _IMPORT_HINT)
     if svc.speech.learning is not None and await run_in_threadpool(_learnable, svc, imported):
-        await run_in_threadpool(svc.speech.learning.voice, imported.id)  # an older voice upgrades too
-        imported = await run_in_threadpool(svc.library.get, imported.id)
+        imported = await run_in_threadpool(svc.speech.learning.voice, imported.id)  # an older one learns too
     log.info("voice %s imported (%s)", imported.id, imported.name)
     return JSONResponse(saved_out(imported).model_dump(mode="json"), status_code=201)
 
